@@ -1,0 +1,43 @@
+# gan_lightning: `make train` and `make test` set everything up on a fresh machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+EXP    ?= gan_mnist5k
+ARGS   ?=
+CKPT   ?= $(shell ls -t runs/$(EXP)/*/checkpoints/last.ckpt 2>/dev/null | head -n 1)
+NUM    ?= 1000
+OUT    ?= runs/$(EXP)/samples.npz
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test sample bench clean
+
+help:  ## List the targets.
+	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install the package with its test tools.
+
+train: $(STAMP)  ## Train an experiment: make train EXP=<name> ARGS="--trainer.max_steps=100".
+	$(PY) -m gan_lightning fit --config experiments/$(EXP).yaml $(ARGS)
+
+test: $(STAMP)  ## Run the test suite (CPU, no network).
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+sample: $(STAMP)  ## Draw samples: make sample EXP=<name> [CKPT=path] NUM=1000 OUT=file.npz ARGS="--grid g.png".
+	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
+	$(PY) -m gan_lightning sample --ckpt_path $(CKPT) --num $(NUM) --out $(OUT) $(ARGS)
+
+bench: $(STAMP)  ## Benchmarks, reported as side-by-side ratios (benchmarks/).
+	$(PY) benchmarks/run.py $(ARGS)
+
+clean:  ## Remove runs/, wandb/ and caches (keeps .venv).
+	rm -rf runs wandb lightning_logs .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

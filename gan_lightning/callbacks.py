@@ -1,0 +1,138 @@
+"""Callbacks: sample grids to disk and W&B, toy mode-coverage metrics, a divergence guard.
+
+Cadences count generator iterations (``trainer.global_step``), SPEC §6. Sampling uses the EMA generator when
+the model has one, with fixed noise, so successive grids show the same latent points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from gan_lightning.errors import UserError
+from gan_lightning.metrics.toy import mode_coverage
+from gan_lightning.sampling import draw, save_grid, save_scatter
+
+
+def _due(trainer: pl.Trainer, every: int) -> bool:
+    return every > 0 and trainer.global_step > 0 and trainer.global_step % every == 0
+
+
+def _wandb(trainer: pl.Trainer):
+    for logger in trainer.loggers:
+        if type(logger).__name__ == "WandbLogger":
+            return logger
+    return None
+
+
+class SampleGrid(pl.Callback):
+    """Every ``every_n_steps`` generator steps and at the end of training: a grid of samples from fixed noise,
+    saved as ``<run dir>/samples/step_<N>.png`` and logged to W&B as ``samples``. Conditional models get one row
+    per class; toy 2D models a scatter plot against the data's modes."""
+
+    def __init__(
+        self,
+        every_n_steps: int = 500,  # Generator steps between grids, 0 = only at the end.
+        per_row: int = 10,         # Images per row (per class for conditional models).
+        rows: int = 10,            # Rows for unconditional models.
+        num_points: int = 2500,    # Points in a toy scatter plot.
+        seed: int = 0,             # Seed of the fixed noise.
+    ) -> None:
+        if every_n_steps < 0 or per_row < 1 or rows < 1:
+            raise UserError("SampleGrid: every_n_steps must be >= 0 and per_row, rows >= 1")
+        self.every_n_steps, self.per_row, self.rows, self.num_points, self.seed = every_n_steps, per_row, rows, num_points, seed
+        self.written: list[str] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if _due(trainer, self.every_n_steps):
+            self.write(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if not (self.written and self.written[-1].endswith(f"step_{trainer.global_step:06d}.png")):
+            self.write(trainer, pl_module)
+
+    @rank_zero_only
+    def write(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        folder = os.path.join(trainer.default_root_dir, "samples")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"step_{trainer.global_step:06d}.png")
+        if pl_module.generator.is_image:
+            if pl_module.conditional:
+                labels = torch.arange(pl_module.num_classes).repeat_interleave(self.per_row)
+            else:
+                labels = None
+            n = len(labels) if labels is not None else self.per_row * self.rows
+            save_grid(draw(pl_module, n, seed=self.seed, labels=labels), path, nrow=self.per_row)
+        else:
+            datamodule = getattr(trainer, "datamodule", None)
+            modes = getattr(datamodule, "modes", None)
+            save_scatter(draw(pl_module, self.num_points, seed=self.seed), path, modes)
+        self.written.append(path)
+        logger = _wandb(trainer)
+        if logger is not None:
+            logger.log_image("samples", [path], step=trainer.global_step)
+
+
+class ToyMetrics(pl.Callback):
+    """Mode coverage (SPEC §7) of ``num_samples`` toy samples every ``every_n_steps`` generator steps and at the
+    end, logged as ``val/modes``, ``val/high_quality``, ``val/reverse_kl``; the final values are also written to
+    ``<run dir>/metrics.json``. Needs a data module with ``modes`` and ``sigma`` (``ToyDataModule``)."""
+
+    def __init__(self, every_n_steps: int = 1000, num_samples: int = 2500, seed: int = 1) -> None:
+        self.every_n_steps, self.num_samples, self.seed = every_n_steps, num_samples, seed
+        self.last: dict[str, float] = {}
+
+    def _compute(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
+        datamodule = getattr(trainer, "datamodule", None)
+        if not hasattr(datamodule, "modes"):
+            raise UserError("ToyMetrics: the data module has no toy modes; use it with gan_lightning.data.ToyDataModule")
+        points = draw(pl_module, self.num_samples, seed=self.seed)
+        self.last = mode_coverage(points, datamodule.modes, datamodule.sigma)
+        return self.last
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if _due(trainer, self.every_n_steps):
+            self._log(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        metrics = self._log(trainer, pl_module)
+        if trainer.is_global_zero:
+            path = os.path.join(trainer.default_root_dir, "metrics.json")
+            os.makedirs(trainer.default_root_dir, exist_ok=True)
+            with open(path + ".tmp", "w") as f:
+                json.dump({"step": trainer.global_step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}}, f, indent=2)
+            os.replace(path + ".tmp", path)
+
+    def _log(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
+        metrics = self._compute(trainer, pl_module)
+        for logger in trainer.loggers:
+            logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        return metrics
+
+
+class DivergenceError(UserError):
+    pass
+
+
+class DivergenceGuard(pl.Callback):
+    """Stops training with a one-line message when a logged loss turns NaN or infinite. It looks only when
+    Lightning logs (``log_every_n_steps``), where the values reach the host anyway; the checkpoints already on
+    disk are kept, and none is written from the diverged weights."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        every = trainer.log_every_n_steps
+        if every <= 0 or trainer.global_step % every:
+            return
+        for name in ("train/d_loss", "train/g_loss"):
+            value = trainer.callback_metrics.get(name)
+            if value is not None and not math.isfinite(float(value)):
+                raise DivergenceError(
+                    f"training diverged at step {trainer.global_step}: {name} = {float(value)}; lower the learning "
+                    "rates or add a penalty (gp_weight / r1_weight); checkpoints written before are kept"
+                )

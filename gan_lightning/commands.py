@@ -1,0 +1,75 @@
+"""``sample`` (and the checkpoint loading the other commands share)."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from jsonargparse import ArgumentParser
+
+from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.sampling import draw, labels_for, save_grid, save_scatter, to_uint8
+from gan_lightning.system import GAN
+
+
+def load_gan(ckpt_path: str, device: str = "cpu") -> GAN:
+    """A trained GAN from a checkpoint written by ``fit``, in eval mode."""
+    if not os.path.isfile(ckpt_path):
+        raise DataNotFound(f"--ckpt_path: no checkpoint at {ckpt_path!r}; fit writes runs/<experiment>/<run>/checkpoints/last.ckpt")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise UserError(f"--ckpt_path: {ckpt_path!r} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
+    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "_instantiator" not in hparams or "generator" not in hparams:
+        raise UserError(
+            f"--ckpt_path: {ckpt_path!r} was not written by `python -m gan_lightning fit`; load it in Python with "
+            "GAN.load_from_checkpoint(path, generator=..., discriminator=...)"
+        )
+    model = GAN.load_from_checkpoint(ckpt_path, map_location=device)
+    return model.eval()
+
+
+def sample_main(argv: Sequence[str]) -> int:
+    parser = ArgumentParser(prog="python -m gan_lightning sample", description="Draw samples from a trained GAN.")
+    parser.add_argument("--ckpt_path", type=str, required=True, help="Checkpoint written by fit.")
+    parser.add_argument("--num", type=int, default=1000, help="Number of samples.")
+    parser.add_argument("--out", type=str, required=True, help="Output .npz: samples (and labels when conditional).")
+    parser.add_argument("--labels", type=Optional[list[int]], default=None,
+                        help="Class labels, cycled to --num (default: evenly over all classes).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed: sample i always gets the same noise.")
+    parser.add_argument("--grid", type=Optional[str], default=None, help="Also write a PNG grid (scatter plot for 2D).")
+    parser.add_argument("--batch_size", type=int, default=500, help="Samples per generator call.")
+    parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--ema", type=str, default="auto", help="auto: the EMA generator when there is one | live.")
+    args = parser.parse_args(list(argv))
+    if args.num < 1:
+        raise UserError(f"--num: must be >= 1, got {args.num}")
+    if not args.out.endswith(".npz"):
+        raise UserError(f"--out: {args.out!r} must end in .npz")
+    if args.ema not in ("auto", "live"):
+        raise UserError(f"--ema: must be 'auto' or 'live', got {args.ema!r}")
+    model = load_gan(args.ckpt_path, args.device)
+    labels = labels_for(args.num, model.num_classes, args.labels)
+    samples = draw(model, args.num, seed=args.seed, labels=labels, batch_size=args.batch_size, ema=args.ema == "auto")
+    out = {"samples": to_uint8(samples).numpy() if model.generator.is_image else samples.float().numpy()}
+    if labels is not None:
+        out["labels"] = labels.numpy().astype(np.int64)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out[:-4] + ".tmp.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, args.out)
+    if args.grid:
+        if model.generator.is_image:
+            n = min(args.num, 100)
+            if labels is not None:  # one row per class shown
+                order = torch.argsort(labels[:n], stable=True)
+                save_grid(samples[:n][order], args.grid, nrow=max(1, n // max(1, len(labels[:n].unique()))))
+            else:
+                save_grid(samples[:n], args.grid, nrow=10)
+        else:
+            save_scatter(samples, args.grid)
+    print(f"wrote {args.num} samples to {args.out}" + (f" and {args.grid}" if args.grid else ""))
+    return 0

@@ -1,0 +1,96 @@
+"""What every data module of the package shares: batches of ``(x, y)`` drawn ``draws_per_step`` at a time.
+
+``x`` is ``(N, *data_shape)`` float32 (images in [-1, 1]), ``y`` int64 ``(N,)``. The GAN system sets
+``draws_per_step`` to its ``n_critic`` so that each D step of one generator iteration gets ``batch_size`` fresh
+real samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from gan_lightning.errors import UserError
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+class InMemory(Dataset):
+    """Samples held as tensors; a whole batch is one indexing operation (no per-item Python).
+
+    ``data`` is float (served as is) or uint8 images (served as float in [-1, 1]).
+    """
+
+    def __init__(self, data: Tensor, labels: Tensor) -> None:
+        if data.shape[0] != labels.shape[0]:
+            raise UserError(f"data and labels disagree in length: {data.shape[0]} vs {labels.shape[0]}")
+        self.data, self.labels = data, labels.long()
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def _serve(self, x: Tensor) -> Tensor:
+        return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self._serve(self.data[i]), self.labels[i]
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self._serve(self.data[idx]), self.labels[idx]
+
+
+class GANDataModule(pl.LightningDataModule):
+    """Base: subclasses fill ``self.train_set`` in ``setup`` and set ``data_shape`` and ``num_classes``."""
+
+    data_shape: tuple[int, ...] = ()
+    num_classes: int = 0
+    name: str = "data"
+
+    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise UserError(f"data.batch_size: must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise UserError(f"data.num_workers: must be >= 0, got {num_workers}")
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.draws_per_step = 1
+        self.train_set: Dataset | None = None
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        per_step = self.batch_size * self.draws_per_step
+        if len(self.train_set) < per_step:
+            raise UserError(
+                f"data.batch_size: {per_step} samples per step ({self.batch_size} x {self.draws_per_step} D steps) "
+                f"but the training set has only {len(self.train_set)}; lower batch_size"
+            )
+        batched = isinstance(self.train_set, InMemory)
+        return DataLoader(
+            self.train_set,
+            batch_size=per_step,
+            shuffle=True,
+            drop_last=True,  # every D step sees a full batch.
+            num_workers=self.num_workers,
+            collate_fn=_identity if batched else None,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def real_samples(self, n: int | None = None) -> tuple[Tensor, Tensor]:
+        """The first ``n`` training samples (all when ``None``) as ``(x, y)`` tensors, for metrics."""
+        if self.train_set is None:
+            self.setup("fit")
+        n = len(self.train_set) if n is None else min(n, len(self.train_set))
+        if isinstance(self.train_set, InMemory):
+            return self.train_set.__getitems__(range(n))
+        xs, ys = zip(*(self.train_set[i] for i in range(n)))
+        return torch.stack(xs), torch.as_tensor(ys)

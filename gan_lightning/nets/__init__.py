@@ -1,0 +1,14 @@
+"""Networks behind two small contracts (``base.Generator``, ``base.Discriminator``), one architecture a file."""
+
+from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
+
+__all__ = [
+    "Generator",
+    "Discriminator",
+    "MLPGenerator",
+    "MLPDiscriminator",
+    "DCGANGenerator",
+    "DCGANDiscriminator",
+]

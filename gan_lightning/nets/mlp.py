@@ -1,0 +1,89 @@
+"""The fully connected GAN of Goodfellow et al. 2014, for 2D points and small images.
+
+With the defaults of ``experiments/toy_*.yaml`` it is the PacGAN toy architecture (Lin et al. 2018): G has four
+hidden layers of 400 ReLU units with batch norm; D has three hidden layers of 200 linear-maxout units.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from gan_lightning.conditioning import Conditioning
+from gan_lightning.nets.base import Discriminator, Generator, numel
+from gan_lightning.nets.layers import Maxout, activation, check_choice, maybe_sn, out_activation
+
+
+class MLPGenerator(Generator):
+    """``(N, latent_dim)`` -> ``(N, *out_shape)``."""
+
+    def __init__(
+        self,
+        out_shape: list[int] = [2],             # Sample shape: [D] for vectors, [C, H, W] for images.
+        latent_dim: int = 2,                    # Size of z.
+        hidden: list[int] = [400, 400, 400, 400],  # Width of each hidden layer.
+        activation_fn: str = "relu",            # relu | leaky_relu | elu | tanh.
+        norm: str = "batch",                    # batch: batch norm after each hidden linear layer; none.
+        out_activation_fn: str = "none",        # none: data space as is (toy points); tanh: images in [-1, 1].
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
+    ) -> None:
+        super().__init__(latent_dim, tuple(out_shape), num_classes, conditioning)
+        check_choice(norm, ("batch", "none"), "generator.norm")
+        width = self.conditioning.latent_dim(latent_dim)
+        self.linears = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.acts = nn.ModuleList()
+        for h in hidden:
+            self.linears.append(nn.Linear(width, h))
+            self.norms.append(self.conditioning.norm(h, dims=1) if norm == "batch" else None)
+            self.acts.append(activation(activation_fn, "generator.activation_fn"))
+            width = h
+        self.out = nn.Linear(width, numel(self.out_shape))
+        self.out_act = out_activation(out_activation_fn, "generator.out_activation_fn")
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        h = self.conditioning.condition_latent(z, y)
+        for linear, norm, act in zip(self.linears, self.norms, self.acts):
+            h = linear(h)
+            if norm is not None:
+                h = norm(h, y)
+            h = act(h)
+        return self.out_act(self.out(h)).view(z.shape[0], *self.out_shape)
+
+
+class MLPDiscriminator(Discriminator):
+    """``(N, *in_shape)`` -> ``(N,)`` scores."""
+
+    def __init__(
+        self,
+        in_shape: list[int] = [2],              # Sample shape: [D] for vectors, [C, H, W] for images.
+        hidden: list[int] = [200, 200, 200],    # Width of each hidden layer.
+        maxout_pieces: int = 5,                 # Linear-maxout pieces per unit; 0 = plain linear + activation.
+        activation_fn: str = "leaky_relu",      # Used when maxout_pieces = 0.
+        norm: str = "none",                     # none | spectral (spectral norm on every linear layer).
+        dropout: float = 0.0,                   # Dropout before each hidden layer (Goodfellow et al. used 0.5 on images).
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
+    ) -> None:
+        super().__init__(tuple(in_shape), num_classes, conditioning)
+        check_choice(norm, ("none", "spectral"), "discriminator.norm")
+        width = numel(self.in_shape)
+        # For images, extra label channels add H*W inputs each; for vectors, one input each.
+        extra = self.conditioning.input_channels(self.in_shape[0]) - self.in_shape[0]
+        width += extra * (numel(self.in_shape[1:]) if len(self.in_shape) > 1 else 1)
+        layers: list[nn.Module] = []
+        for h in hidden:
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            if maxout_pieces > 0:
+                layers.append(Maxout(width, h, maxout_pieces, norm))
+            else:
+                layers += [maybe_sn(nn.Linear(width, h), norm), activation(activation_fn, "discriminator.activation_fn")]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = maybe_sn(nn.Linear(width, 1), norm)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        x = self.conditioning.condition_input(x, y)
+        features = self.body(x.flatten(1))
+        return self.conditioning.condition_output(features, self.head(features), y).squeeze(1)

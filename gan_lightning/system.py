@@ -1,0 +1,339 @@
+"""The GAN system: two networks, two optimizers, one two-phase min-max loop (SPEC §2).
+
+One ``training_step`` is one generator iteration:
+
+1. **D phase**, ``n_critic`` times. G is held fixed: fakes reach D detached, so no gradient reaches G. Only D's
+   optimizer steps, either once on real and fake together (``d_step: joint``) or once on the fake batch and
+   once on the real batch (``d_step: split``).
+2. **G phase**. D is held fixed: its parameters take no gradient and its normalization statistics (batch-norm
+   running stats, spectral-norm power-iteration vectors) do not move, while gradients flow from D's output
+   back through D into G. Only G's optimizer steps.
+
+The fakes of the last D step are generated with their graph kept and reused by the G phase, so one iteration
+costs ``n_critic`` generator forwards, not ``n_critic + 1``.
+
+Only the generator's optimizer step counts as a Lightning step, so ``trainer.global_step``, ``max_steps`` and
+every step-based cadence count generator iterations (SPEC §6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Iterator, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from gan_lightning.losses import gradient_penalty, get_loss, r1_penalty
+from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.errors import UserError
+
+D_STEPS = ("joint", "split")
+PRIORS = ("normal", "uniform")
+
+
+def _no_op_closure() -> None:
+    return None
+
+
+@contextlib.contextmanager
+def held_fixed(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` in training mode while nothing about it changes: parameters take no gradient (inputs
+    still do), batch norm normalises with batch statistics but does not update its running statistics, and
+    spectral norm uses its current power-iteration vectors instead of advancing them."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    # torch.nn.utils.parametrizations.spectral_norm advances its vectors only in training mode.
+    spectral = [m for m in module.modules() if type(m).__name__ == "_SpectralNorm" and m.training]
+    for p in params:
+        p.requires_grad_(False)
+    for m in norms:
+        m.track_running_stats = False
+    for m in spectral:
+        m.eval()
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+        for m in norms:
+            m.track_running_stats = True
+        for m in spectral:
+            m.train()
+
+
+class GAN(pl.LightningModule):
+    """A GAN or conditional GAN trained with the two-phase loop; conditional when the networks have
+    ``num_classes > 0``.
+
+    Batches are ``x`` or ``(x, y)``: ``x`` of shape ``(N, *data_shape)``, ``y`` int64 labels of shape ``(N,)``.
+    With ``n_critic = k`` a batch of ``k * B`` real samples is split into ``k`` D steps of ``B`` (the data
+    modules of this package draw ``k * batch_size`` per batch for this reason).
+    """
+
+    def __init__(
+        self,
+        generator: Generator,                                # G: noise (and labels) -> samples.
+        discriminator: Discriminator,                        # D: samples (and labels) -> one score each.
+        loss: str = "non_saturating",                        # minimax | non_saturating | hinge | wasserstein | least_squares.
+        d_step: str = "joint",                               # joint: one D step on real+fake; split: a fake step then a real step.
+        n_critic: int = 1,                                   # D steps per G step.
+        gp_weight: float = 0.0,                              # WGAN-GP gradient penalty weight, 0 = off (10 is usual).
+        r1_weight: float = 0.0,                              # R1 penalty gamma (adds gamma/2 * E||grad D(x)||^2), 0 = off.
+        latent_prior: str = "normal",                        # normal: N(0, I); uniform: U(-1, 1).
+        ema_decay: float = 0.0,                              # Decay of the EMA copy of G used for sampling, 0 = no EMA.
+        ema_start: int = 0,                                  # G steps before the EMA starts averaging (copies G until then).
+        grad_clip_norm: float = 0.0,                         # Clip each network's gradient norm to this, 0 = off.
+        g_optimizer: OptimizerCallable = torch.optim.Adam,   # G's optimizer, e.g. Adam(lr=2e-4, betas=[0.5, 0.999]).
+        d_optimizer: OptimizerCallable = torch.optim.Adam,   # D's optimizer, configured independently.
+    ) -> None:
+        super().__init__()
+        if _given_hyperparameters.get() is not None:
+            # Launched from the CLI: the parsed config (class paths included) is saved, so a checkpoint rebuilds
+            # the exact networks and optimizers it was trained with.
+            self.save_hyperparameters()
+        else:
+            self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"])
+        self.loss = get_loss(loss)
+        if d_step not in D_STEPS:
+            raise UserError(f"model.d_step: must be one of {D_STEPS}, got {d_step!r}")
+        if latent_prior not in PRIORS:
+            raise UserError(f"model.latent_prior: must be one of {PRIORS}, got {latent_prior!r}")
+        if n_critic < 1:
+            raise UserError(f"model.n_critic: must be >= 1 D steps per G step, got {n_critic}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise UserError(f"model.ema_decay: must be in [0, 1) (0 = no EMA), got {ema_decay}")
+        for name in ("gp_weight", "r1_weight", "grad_clip_norm"):
+            if locals()[name] < 0:
+                raise UserError(f"model.{name}: must be >= 0 (0 = off), got {locals()[name]}")
+        if tuple(generator.out_shape) != tuple(discriminator.in_shape):
+            raise UserError(
+                f"model: generator.out_shape {tuple(generator.out_shape)} does not match discriminator.in_shape "
+                f"{tuple(discriminator.in_shape)}; give both networks the same image size and channels"
+            )
+        if generator.num_classes != discriminator.num_classes:
+            raise UserError(
+                f"model: generator.num_classes={generator.num_classes} but discriminator.num_classes="
+                f"{discriminator.num_classes}; set both to the number of classes in the data (0 = unconditional)"
+            )
+        self.automatic_optimization = False
+        self.generator = generator
+        self.discriminator = discriminator
+        self.generator_ema: Optional[Generator] = None
+        if ema_decay > 0:
+            self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self.d_step_mode = d_step
+        self.n_critic = int(n_critic)
+        self.gp_weight = float(gp_weight)
+        self.r1_weight = float(r1_weight)
+        self.latent_prior = latent_prior
+        self.ema_decay = float(ema_decay)
+        self.ema_start = int(ema_start)
+        self.grad_clip_norm = float(grad_clip_norm)
+        self._g_optimizer = g_optimizer
+        self._d_optimizer = d_optimizer
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def latent_dim(self) -> int:
+        return self.generator.latent_dim
+
+    @property
+    def num_classes(self) -> int:
+        return self.generator.num_classes
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def sampling_generator(self) -> Generator:
+        """The generator samples come from: the EMA copy when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
+    # The networks the two phases call. A distributed strategy may wrap the trained network of each phase
+    # (see gan_lightning.strategies); the held-fixed network is always called unwrapped, so no gradient
+    # synchronisation is set up for it.
+    def _trained_g(self) -> nn.Module:
+        return getattr(self, "_g_wrapped", None) or self.generator
+
+    def _trained_d(self) -> nn.Module:
+        return getattr(self, "_d_wrapped", None) or self.discriminator
+
+    # ------------------------------------------------------------------ setup
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self._g_optimizer(self.generator.parameters()), self._d_optimizer(self.discriminator.parameters())]
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "draws_per_step"):
+            datamodule.draws_per_step = self.n_critic
+        if datamodule is not None and hasattr(datamodule, "num_classes") and self.conditional:
+            if datamodule.num_classes != self.num_classes:
+                raise UserError(
+                    f"model.generator.num_classes={self.num_classes} but the data has {datamodule.num_classes} "
+                    "classes; set the networks' num_classes to the data's"
+                )
+
+    # ------------------------------------------------------------------ sampling
+    def sample_z(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Tensor:
+        """Noise from the latent prior, shape ``(n, latent_dim)``."""
+        device = self.device if device is None else device
+        shape = (n, self.latent_dim)
+        if self.latent_prior == "normal":
+            return torch.randn(shape, generator=generator, device=device)
+        return torch.rand(shape, generator=generator, device=device).mul_(2.0).sub_(1.0)
+
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Optional[Tensor]:
+        if not self.conditional:
+            return None
+        device = self.device if device is None else device
+        return torch.randint(0, self.num_classes, (n,), generator=generator, device=device)
+
+    def check_labels(self, y: Optional[Tensor], where: str = "labels") -> None:
+        if not self.conditional:
+            if y is not None:
+                raise UserError(f"{where}: this model is unconditional (num_classes=0); give no labels")
+            return
+        if y is None:
+            raise UserError(f"{where}: this model is conditional; give labels in [0, {self.num_classes})")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            raise UserError(
+                f"{where}: labels must be in [0, {self.num_classes}), got values from {int(y.min())} to {int(y.max())}"
+            )
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, y: Optional[Tensor] = None, ema: bool = True) -> Tensor:
+        """Samples for given noise (and labels), in eval mode, from the EMA generator unless ``ema=False``."""
+        self.check_labels(y)
+        net = self.sampling_generator if ema else self.generator
+        was_training = net.training
+        net.eval()
+        try:
+            return net(z, y) if self.conditional else net(z)
+        finally:
+            net.train(was_training)
+
+    # ------------------------------------------------------------------ the two phases
+    def _split_batch(self, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
+        if isinstance(batch, (list, tuple)):
+            x, y = batch[0], (batch[1] if len(batch) > 1 else None)
+        else:
+            x, y = batch, None
+        return x, (y if self.conditional else None)
+
+    def _d(self, net: nn.Module, x: Tensor, y: Optional[Tensor]) -> Tensor:
+        return net(x, y) if self.conditional else net(x)
+
+    def _g(self, net: nn.Module, z: Tensor, y: Optional[Tensor]) -> Tensor:
+        return net(z, y) if self.conditional else net(z)
+
+    def _penalties(self, d_net: nn.Module, real: Tensor, y: Optional[Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
+        """D's real-side logits and the regularizers that need them (R1 needs the input gradient at real)."""
+        if self.r1_weight > 0:
+            real = real.detach().requires_grad_(True)
+        real_logits = self._d(d_net, real, y)
+        penalty = real_logits.new_zeros(())
+        if self.r1_weight > 0:
+            penalty = penalty + 0.5 * self.r1_weight * r1_penalty(real_logits, real)
+        if self.gp_weight > 0:
+            penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y), real, fake)
+        return real_logits, penalty
+
+    def _optimizer_step(self, optimizer: Any, loss: Tensor, counts: bool) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.grad_clip_norm > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+        if counts:
+            optimizer.step()  # through Lightning: bumps global_step.
+        else:
+            # Straight to the strategy (precision plugin, grad scaler included) without Lightning's step counter,
+            # so that D steps do not count as training steps.
+            self.trainer.strategy.optimizer_step(optimizer.optimizer, _no_op_closure, model=self)
+
+    def d_phase(self, real: Tensor, y_real: Optional[Tensor], fake: Tensor, y_fake: Optional[Tensor]) -> dict[str, Tensor]:
+        """One D update on a real batch and a (detached) fake batch; returns detached statistics."""
+        _, opt_d = self.optimizers()
+        d_net = self._trained_d()
+        fake = fake.detach()
+        if self.d_step_mode == "joint":
+            real_logits, penalty = self._penalties(d_net, real, y_real, fake)
+            fake_logits = self._d(d_net, fake, y_fake)
+            loss_real, loss_fake = self.loss.d_real(real_logits), self.loss.d_fake(fake_logits)
+            self._optimizer_step(opt_d, loss_real + loss_fake + penalty, counts=False)
+        else:
+            fake_logits = self._d(d_net, fake, y_fake)
+            loss_fake = self.loss.d_fake(fake_logits)
+            self._optimizer_step(opt_d, loss_fake, counts=False)
+            real_logits, penalty = self._penalties(d_net, real, y_real, fake)
+            loss_real = self.loss.d_real(real_logits)
+            self._optimizer_step(opt_d, loss_real + penalty, counts=False)
+        return {
+            "d_loss": (loss_real + loss_fake).detach(),
+            "d_penalty": penalty.detach(),
+            "d_real": self.loss.readout(real_logits.detach()).mean(),
+            "d_fake": self.loss.readout(fake_logits.detach()).mean(),
+        }
+
+    def g_phase(self, fake: Tensor, y_fake: Optional[Tensor]) -> Tensor:
+        """One G update through the held-fixed D; ``fake`` must still carry its graph back to G."""
+        opt_g, _ = self.optimizers()
+        with held_fixed(self.discriminator):
+            fake_logits = self._d(self.discriminator, fake, y_fake)
+            g_loss = self.loss.g(fake_logits)
+            self._optimizer_step(opt_g, g_loss, counts=True)
+        return g_loss.detach()
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = self._split_batch(batch)
+        k = self.n_critic
+        if x.shape[0] < k:
+            raise UserError(f"data: a batch of {x.shape[0]} samples cannot feed n_critic={k} D steps")
+        reals = x.chunk(k)
+        labels = y.chunk(k) if y is not None else [None] * k
+        g_net = self._trained_g()
+        for i, (real, y_real) in enumerate(zip(reals, labels)):
+            n = real.shape[0]
+            z = self.sample_z(n)
+            y_fake = self.sample_labels(n)
+            last = i == k - 1
+            # Only the last D step's fakes are reused by the G phase and need a graph.
+            with torch.set_grad_enabled(last):
+                fake = self._g(g_net, z, y_fake)
+            stats = self.d_phase(real, y_real, fake, y_fake)
+        g_loss = self.g_phase(fake, y_fake)
+        self.update_ema()
+        self.log_dict(
+            {
+                "train/d_loss": stats["d_loss"],
+                "train/g_loss": g_loss,
+                "train/d_real": stats["d_real"],
+                "train/d_fake": stats["d_fake"],
+            },
+            on_step=True,
+            on_epoch=False,
+            prog_bar=False,
+        )
+        if self.gp_weight > 0 or self.r1_weight > 0:
+            self.log("train/d_penalty", stats["d_penalty"], on_step=True, on_epoch=False)
+
+    # ------------------------------------------------------------------ EMA
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        ema_params = list(self.generator_ema.parameters())
+        params = list(self.generator.parameters())
+        if self.global_step <= self.ema_start:
+            torch._foreach_copy_(ema_params, params)
+        else:
+            torch._foreach_lerp_(ema_params, params, 1.0 - self.ema_decay)
+        # Normalization statistics are not averaged: the EMA generator uses the live generator's.
+        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            b_ema.copy_(b)
