@@ -29,6 +29,7 @@ from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from gan_lightning.conditioning import check_labels
 from gan_lightning.losses import gradient_penalty, get_loss, r1_penalty
 from gan_lightning.nets.base import Discriminator, Generator
 from gan_lightning.errors import UserError
@@ -121,6 +122,11 @@ class GAN(pl.LightningModule):
                 f"model: generator.num_classes={generator.num_classes} but discriminator.num_classes="
                 f"{discriminator.num_classes}; set both to the number of classes in the data (0 = unconditional)"
             )
+        if generator.condition != discriminator.condition:
+            raise UserError(
+                f"model: the generator is conditioned on {generator.condition!r} but the discriminator on "
+                f"{discriminator.condition!r}; give both networks a conditioning method of the same kind"
+            )
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
@@ -148,8 +154,17 @@ class GAN(pl.LightningModule):
         return self.generator.num_classes
 
     @property
+    def condition(self) -> str:
+        """none | label | spatial (see gan_lightning.conditioning)."""
+        return self.generator.condition
+
+    @property
     def conditional(self) -> bool:
-        return self.num_classes > 0
+        return self.condition != "none"
+
+    @property
+    def aux_weight(self) -> float:
+        return self.discriminator.conditioning.aux_weight
 
     @property
     def sampling_generator(self) -> Generator:
@@ -173,7 +188,7 @@ class GAN(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "draws_per_step"):
             datamodule.draws_per_step = self.n_critic
-        if datamodule is not None and hasattr(datamodule, "num_classes") and self.conditional:
+        if datamodule is not None and hasattr(datamodule, "num_classes") and self.condition == "label":
             if datamodule.num_classes != self.num_classes:
                 raise UserError(
                     f"model.generator.num_classes={self.num_classes} but the data has {datamodule.num_classes} "
@@ -190,7 +205,8 @@ class GAN(pl.LightningModule):
         return torch.rand(shape, generator=generator, device=device).mul_(2.0).sub_(1.0)
 
     def sample_labels(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Optional[Tensor]:
-        if not self.conditional:
+        """Uniform class labels ``(n,)`` for a label-conditional model, else None."""
+        if self.condition != "label":
             return None
         device = self.device if device is None else device
         return torch.randint(0, self.num_classes, (n,), generator=generator, device=device)
@@ -198,14 +214,12 @@ class GAN(pl.LightningModule):
     def check_labels(self, y: Optional[Tensor], where: str = "labels") -> None:
         if not self.conditional:
             if y is not None:
-                raise UserError(f"{where}: this model is unconditional (num_classes=0); give no labels")
+                raise UserError(f"{where}: this model is unconditional; give no condition")
             return
         if y is None:
-            raise UserError(f"{where}: this model is conditional; give labels in [0, {self.num_classes})")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-            raise UserError(
-                f"{where}: labels must be in [0, {self.num_classes}), got values from {int(y.min())} to {int(y.max())}"
-            )
+            raise UserError(f"{where}: this model is conditioned on a {self.condition}; give one per sample")
+        if self.condition == "label":
+            check_labels(y, self.num_classes, where)
 
     @torch.no_grad()
     def generate(self, z: Tensor, y: Optional[Tensor] = None, ema: bool = True) -> Tensor:
@@ -221,28 +235,40 @@ class GAN(pl.LightningModule):
 
     # ------------------------------------------------------------------ the two phases
     def _split_batch(self, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
-        if isinstance(batch, (list, tuple)):
-            x, y = batch[0], (batch[1] if len(batch) > 1 else None)
-        else:
-            x, y = batch, None
-        return x, (y if self.conditional else None)
+        """Real samples and their condition: the labels, the spatial map made from x, or None."""
+        x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
+        if self.condition == "spatial":
+            return x, self.generator.conditioning.condition_from(x)
+        if self.condition == "label":
+            if y is None:
+                raise UserError("data: this model is class-conditional but the batches carry no labels; use data.labels: class")
+            return x, y
+        return x, None
 
-    def _d(self, net: nn.Module, x: Tensor, y: Optional[Tensor]) -> Tensor:
-        return net(x, y) if self.conditional else net(x)
+    def _d(self, net: nn.Module, x: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """D's scores ``(N,)`` and, with an auxiliary classifier, its class logits ``(N, K)``."""
+        out = net(x, y) if self.conditional else net(x)
+        return out if isinstance(out, tuple) else (out, None)
+
+    def _aux_loss(self, logits: Optional[Tensor], y: Optional[Tensor]) -> Tensor | float:
+        if logits is None or self.aux_weight == 0:
+            return 0.0
+        return self.aux_weight * nn.functional.cross_entropy(logits, y)
 
     def _g(self, net: nn.Module, z: Tensor, y: Optional[Tensor]) -> Tensor:
         return net(z, y) if self.conditional else net(z)
 
     def _penalties(self, d_net: nn.Module, real: Tensor, y: Optional[Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
-        """D's real-side logits and the regularizers that need them (R1 needs the input gradient at real)."""
+        """D's real-side logits and the terms that go with them: R1 (which needs the input gradient at the real
+        samples), the gradient penalty, and an auxiliary classifier's class loss on real samples."""
         if self.r1_weight > 0:
             real = real.detach().requires_grad_(True)
-        real_logits = self._d(d_net, real, y)
-        penalty = real_logits.new_zeros(())
+        real_logits, real_aux = self._d(d_net, real, y)
+        penalty = real_logits.new_zeros(()) + self._aux_loss(real_aux, y)
         if self.r1_weight > 0:
             penalty = penalty + 0.5 * self.r1_weight * r1_penalty(real_logits, real)
         if self.gp_weight > 0:
-            penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y), real, fake)
+            penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y)[0], real, fake)
         return real_logits, penalty
 
     def _optimizer_step(self, optimizer: Any, loss: Tensor, counts: bool) -> None:
@@ -264,19 +290,19 @@ class GAN(pl.LightningModule):
         fake = fake.detach()
         if self.d_step_mode == "joint":
             real_logits, penalty = self._penalties(d_net, real, y_real, fake)
-            fake_logits = self._d(d_net, fake, y_fake)
+            fake_logits, fake_aux = self._d(d_net, fake, y_fake)
             loss_real, loss_fake = self.loss.d_real(real_logits), self.loss.d_fake(fake_logits)
-            self._optimizer_step(opt_d, loss_real + loss_fake + penalty, counts=False)
+            self._optimizer_step(opt_d, loss_real + loss_fake + penalty + self._aux_loss(fake_aux, y_fake), counts=False)
         else:
-            fake_logits = self._d(d_net, fake, y_fake)
+            fake_logits, fake_aux = self._d(d_net, fake, y_fake)
             loss_fake = self.loss.d_fake(fake_logits)
-            self._optimizer_step(opt_d, loss_fake, counts=False)
+            self._optimizer_step(opt_d, loss_fake + self._aux_loss(fake_aux, y_fake), counts=False)
             real_logits, penalty = self._penalties(d_net, real, y_real, fake)
             loss_real = self.loss.d_real(real_logits)
             self._optimizer_step(opt_d, loss_real + penalty, counts=False)
         return {
             "d_loss": (loss_real + loss_fake).detach(),
-            "d_penalty": penalty.detach(),
+            "d_penalty": penalty.detach(),  # R1, gradient penalty and real-side class loss
             "d_real": self.loss.readout(real_logits.detach()).mean(),
             "d_fake": self.loss.readout(fake_logits.detach()).mean(),
         }
@@ -285,8 +311,8 @@ class GAN(pl.LightningModule):
         """One G update through the held-fixed D; ``fake`` must still carry its graph back to G."""
         opt_g, _ = self.optimizers()
         with held_fixed(self.discriminator):
-            fake_logits = self._d(self.discriminator, fake, y_fake)
-            g_loss = self.loss.g(fake_logits)
+            fake_logits, fake_aux = self._d(self.discriminator, fake, y_fake)
+            g_loss = self.loss.g(fake_logits) + self._aux_loss(fake_aux, y_fake)
             self._optimizer_step(opt_g, g_loss, counts=True)
         return g_loss.detach()
 
@@ -301,7 +327,8 @@ class GAN(pl.LightningModule):
         for i, (real, y_real) in enumerate(zip(reals, labels)):
             n = real.shape[0]
             z = self.sample_z(n)
-            y_fake = self.sample_labels(n)
+            # Label models draw fresh labels; spatial models generate from the real batch's own maps.
+            y_fake = y_real if self.condition == "spatial" else self.sample_labels(n)
             last = i == k - 1
             # Only the last D step's fakes are reused by the G phase and need a graph.
             with torch.set_grad_enabled(last):
@@ -320,7 +347,7 @@ class GAN(pl.LightningModule):
             on_epoch=False,
             prog_bar=False,
         )
-        if self.gp_weight > 0 or self.r1_weight > 0:
+        if self.gp_weight > 0 or self.r1_weight > 0 or self.aux_weight > 0:
             self.log("train/d_penalty", stats["d_penalty"], on_step=True, on_epoch=False)
 
     # ------------------------------------------------------------------ EMA

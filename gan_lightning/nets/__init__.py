@@ -3,6 +3,7 @@
 from gan_lightning.nets.base import Discriminator, Generator
 from gan_lightning.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_lightning.nets.mlp import MLPDiscriminator, MLPGenerator
+from gan_lightning.nets.resnet import ResNetDiscriminator, ResNetGenerator
 
 __all__ = [
     "Generator",
@@ -11,4 +12,6 @@ __all__ = [
     "MLPDiscriminator",
     "DCGANGenerator",
     "DCGANDiscriminator",
+    "ResNetGenerator",
+    "ResNetDiscriminator",
 ]

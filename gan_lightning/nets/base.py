@@ -15,19 +15,17 @@ from gan_lightning.conditioning import Conditioning
 from gan_lightning.errors import UserError
 
 
-def _bind(conditioning: Conditioning | None, num_classes: int, who: str) -> Conditioning:
+def _bind(conditioning: Conditioning | None, num_classes: int, role: str) -> Conditioning:
     if num_classes < 0:
-        raise UserError(f"{who}.num_classes must be >= 0 (0 = unconditional), got {num_classes}")
+        raise UserError(f"{role}.num_classes must be >= 0 (0 = unconditional), got {num_classes}")
     if conditioning is None:
         if num_classes > 0:
             raise UserError(
-                f"{who}.conditioning: num_classes={num_classes} needs a conditioning method, e.g. "
-                "class_path: gan_lightning.conditioning.LabelConcat"
+                f"{role}.conditioning: the data has {num_classes} classes but the {role} has no conditioning "
+                "method; add one (e.g. class_path: gan_lightning.conditioning.LabelConcat) or use data.labels: none"
             )
         conditioning = Conditioning()
-    elif num_classes == 0 and type(conditioning) is not Conditioning:
-        raise UserError(f"{who}.num_classes: {type(conditioning).__name__} needs num_classes >= 1")
-    conditioning.bind(num_classes)
+    conditioning.bind(num_classes, role)
     return conditioning
 
 
@@ -56,6 +54,11 @@ class Generator(nn.Module):
         self.conditioning = _bind(conditioning, num_classes, "generator")
 
     @property
+    def condition(self) -> str:
+        """What the generator is conditioned on: none | label | spatial."""
+        return self.conditioning.condition
+
+    @property
     def is_image(self) -> bool:
         return len(self.out_shape) == 3
 
@@ -79,8 +82,21 @@ class Discriminator(nn.Module):
         self.num_classes = int(num_classes)
         self.conditioning = _bind(conditioning, num_classes, "discriminator")
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:  # pragma: no cover - abstract
+    @property
+    def condition(self) -> str:
+        """What the discriminator is conditioned on: none | label | spatial."""
+        return self.conditioning.condition
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:  # pragma: no cover
+        """Scores ``(N,)``; with an auxiliary classifier (AC-GAN) also class logits ``(N, K)``."""
         raise NotImplementedError
+
+
+def squeeze_score(out: Tensor | tuple[Tensor, Tensor]) -> Tensor | tuple[Tensor, Tensor]:
+    """``(N, 1)`` scores to ``(N,)``, keeping an auxiliary classifier's ``(N, K)`` logits beside them."""
+    if isinstance(out, tuple):
+        return out[0].squeeze(1), out[1]
+    return out.squeeze(1)
 
 
 def image_shape(channels: int, image_size: int) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
-from gan_lightning.nets.base import Discriminator, Generator, image_shape
+from gan_lightning.nets.base import Discriminator, Generator, image_shape, squeeze_score
 from gan_lightning.nets.layers import D_NORMS, check_choice, maybe_sn
 from gan_lightning.errors import UserError
 
@@ -54,17 +54,19 @@ class DCGANGenerator(Generator):
         self.project = nn.Linear(self.conditioning.latent_dim(latent_dim), width * start * start, bias=False)
         self.norms = nn.ModuleList([self.conditioning.norm(width)])
         self.ups = nn.ModuleList()
+        in_ch = width + self.conditioning.map_channels()
         for i in range(stages - 1):
-            self.ups.append(nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False))
+            self.ups.append(nn.ConvTranspose2d(in_ch, width // 2, 4, 2, 1, bias=False))
             width //= 2
+            in_ch = width
             self.norms.append(self.conditioning.norm(width))
-        self.to_image = nn.ConvTranspose2d(width, channels, 4, 2, 1)
+        self.to_image = nn.ConvTranspose2d(in_ch, channels, 4, 2, 1)
         self.act = nn.ReLU()
         _init_weights(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.project(self.conditioning.condition_latent(z, y)).view(z.shape[0], self.width, self.start, self.start)
-        h = self.act(self.norms[0](h, y))
+        h = self.conditioning.condition_map(self.act(self.norms[0](h, y)), y)
         for up, norm in zip(self.ups, self.norms[1:]):
             h = self.act(norm(up(h), y))
         return self.to_image(h).tanh()
@@ -98,7 +100,8 @@ class DCGANDiscriminator(Discriminator):
         self.features_dim = width * start * start
         self.head = maybe_sn(nn.Linear(self.features_dim, 1), norm)
         _init_weights(self)
+        self.conditioning.bind_features(self.features_dim)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         features = self.body(self.conditioning.condition_input(x, y)).flatten(1)
-        return self.conditioning.condition_output(features, self.head(features), y).squeeze(1)
+        return squeeze_score(self.conditioning.condition_output(features, self.head(features), y))

@@ -9,8 +9,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
-from gan_lightning.nets.base import Discriminator, Generator, numel
+from gan_lightning.errors import UserError
+from gan_lightning.nets.base import Discriminator, Generator, numel, squeeze_score
 from gan_lightning.nets.layers import Maxout, activation, check_choice, maybe_sn, out_activation
+
+
+def _no_spatial(conditioning: Conditioning, role: str) -> None:
+    if conditioning.condition == "spatial":
+        raise UserError(f"{role}.conditioning: MLP networks have no feature maps for a spatial condition; use DCGAN")
 
 
 class MLPGenerator(Generator):
@@ -29,6 +35,7 @@ class MLPGenerator(Generator):
     ) -> None:
         super().__init__(latent_dim, tuple(out_shape), num_classes, conditioning)
         check_choice(norm, ("batch", "none"), "generator.norm")
+        _no_spatial(self.conditioning, "generator")
         width = self.conditioning.latent_dim(latent_dim)
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -67,6 +74,7 @@ class MLPDiscriminator(Discriminator):
     ) -> None:
         super().__init__(tuple(in_shape), num_classes, conditioning)
         check_choice(norm, ("none", "spectral"), "discriminator.norm")
+        _no_spatial(self.conditioning, "discriminator")
         width = numel(self.in_shape)
         # For images, extra label channels add H*W inputs each; for vectors, one input each.
         extra = self.conditioning.input_channels(self.in_shape[0]) - self.in_shape[0]
@@ -82,8 +90,9 @@ class MLPDiscriminator(Discriminator):
             width = h
         self.body = nn.Sequential(*layers)
         self.head = maybe_sn(nn.Linear(width, 1), norm)
+        self.conditioning.bind_features(width)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         x = self.conditioning.condition_input(x, y)
         features = self.body(x.flatten(1))
-        return self.conditioning.condition_output(features, self.head(features), y).squeeze(1)
+        return squeeze_score(self.conditioning.condition_output(features, self.head(features), y))

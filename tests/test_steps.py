@@ -1,0 +1,88 @@
+"""Step accounting (SPEC §2, §6): ``n_critic`` D steps per G step, and Lightning's step counts G iterations.
+
+The torch optimizers' ``step`` methods are wrapped once training starts, so every real parameter update is
+counted, whichever path (Lightning's optimizer wrapper or the strategy directly) calls it.
+"""
+
+from __future__ import annotations
+
+import re
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from gan_lightning.data import ToyDataModule
+from gan_lightning.nets import MLPDiscriminator, MLPGenerator
+from gan_lightning.system import GAN
+
+BATCH = 8
+
+
+class StepLog(pl.Callback):
+    """Records ``G``/``D`` for each call of the underlying torch optimizers' ``step``, and each batch's size."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.batch_sizes: list[int] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        opt_g, opt_d = trainer.optimizers
+        assert set(opt_g.param_groups[0]["params"]) == set(pl_module.generator.parameters())
+        assert set(opt_d.param_groups[0]["params"]) == set(pl_module.discriminator.parameters())
+        for tag, opt in (("G", opt_g), ("D", opt_d)):
+            original = opt.step
+
+            def step(*args, _original=original, _tag=tag, **kwargs):
+                self.events.append(_tag)
+                return _original(*args, **kwargs)
+
+            opt.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        x = batch[0] if isinstance(batch, (list, tuple)) else batch
+        self.batch_sizes.append(x.shape[0])
+
+
+def tiny_gan(**kwargs) -> GAN:
+    torch.manual_seed(0)
+    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[8, 8])
+    d = MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=2)
+    return GAN(g, d, **kwargs)
+
+
+@pytest.mark.parametrize("d_step, d_steps_per_critic", [("joint", 1), ("split", 2)])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_n_critic_d_steps_per_g_step(make_trainer, k, d_step, d_steps_per_critic):
+    n = 5
+    # 64 points, k*8 per step: one to four batches per epoch, so max_steps crosses epoch boundaries.
+    data = ToyDataModule(num_samples=64, batch_size=BATCH)
+    log = StepLog()
+    trainer = make_trainer(n, callbacks=[log])
+    trainer.fit(tiny_gan(n_critic=k, d_step=d_step), datamodule=data)
+
+    assert log.events == (["D"] * (k * d_steps_per_critic) + ["G"]) * n
+    assert trainer.global_step == n
+    # The data module draws one batch of batch_size real samples for each of the k D steps.
+    assert data.draws_per_step == k
+    assert log.batch_sizes == [k * BATCH] * n
+
+
+def test_step_cadences_count_generator_iterations(make_trainer, tmp_path):
+    """Checkpoints every 2 steps with n_critic=3: at G steps 2, 4, 6, not at optimizer calls."""
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1, filename="{step}")
+    trainer = make_trainer(6, callbacks=[ckpt], enable_checkpointing=True)
+    trainer.fit(tiny_gan(n_critic=3), datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    steps = sorted(int(re.search(r"step=(\d+)", p.name).group(1)) for p in (tmp_path / "ckpt").glob("*.ckpt"))
+    assert steps == [2, 4, 6]
+    assert torch.load(tmp_path / "ckpt" / "step=6.ckpt", weights_only=False)["global_step"] == 6
+
+
+def test_batch_too_small_for_n_critic_is_a_user_error(make_trainer):
+    """A plain loader giving fewer samples than D steps cannot feed the D phase: a clear error, not a crash."""
+    from gan_lightning.errors import UserError
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=2)
+    with pytest.raises(UserError, match="n_critic=3"):
+        make_trainer(1).fit(tiny_gan(n_critic=3), train_dataloaders=loader)
