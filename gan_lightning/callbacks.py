@@ -33,8 +33,9 @@ def _wandb(trainer: pl.Trainer):
 
 class SampleGrid(pl.Callback):
     """Every ``every_n_steps`` generator steps and at the end of training: a grid of samples from fixed noise,
-    saved as ``<run dir>/samples/step_<N>.png`` and logged to W&B as ``samples``. Conditional models get one row
-    per class; toy 2D models a scatter plot against the data's modes."""
+    saved as ``<run dir>/samples/step_<N>.png`` and logged to W&B as ``samples``. Class-conditional models get
+    one row per class; spatially conditioned ones a row of real images, a row of their maps and ``rows`` rows of
+    samples from those maps; toy 2D models a scatter plot against the data's modes."""
 
     def __init__(
         self,
@@ -62,17 +63,22 @@ class SampleGrid(pl.Callback):
         folder = os.path.join(trainer.default_root_dir, "samples")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{trainer.global_step:06d}.png")
-        if pl_module.generator.is_image:
-            if pl_module.conditional:
+        datamodule = getattr(trainer, "datamodule", None)
+        if not pl_module.generator.is_image:
+            save_scatter(draw(pl_module, self.num_points, seed=self.seed), path, getattr(datamodule, "modes", None))
+        elif pl_module.condition == "spatial":
+            # First row: real images; second: their condition maps; then samples drawn from each map.
+            real, _ = datamodule.real_samples(self.per_row)
+            maps = pl_module.generator.conditioning.condition_from(real)
+            shown = torch.nn.functional.interpolate(maps, size=real.shape[-2:], mode="nearest").expand_as(real)
+            samples = draw(pl_module, self.per_row * self.rows, seed=self.seed, labels=maps.repeat(self.rows, 1, 1, 1))
+            save_grid(torch.cat([real, shown, samples]), path, nrow=self.per_row)
+        else:
+            labels = None
+            if pl_module.condition == "label":
                 labels = torch.arange(pl_module.num_classes).repeat_interleave(self.per_row)
-            else:
-                labels = None
             n = len(labels) if labels is not None else self.per_row * self.rows
             save_grid(draw(pl_module, n, seed=self.seed, labels=labels), path, nrow=self.per_row)
-        else:
-            datamodule = getattr(trainer, "datamodule", None)
-            modes = getattr(datamodule, "modes", None)
-            save_scatter(draw(pl_module, self.num_points, seed=self.seed), path, modes)
         self.written.append(path)
         logger = _wandb(trainer)
         if logger is not None:

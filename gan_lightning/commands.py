@@ -32,6 +32,27 @@ def load_gan(ckpt_path: str, device: str = "cpu") -> GAN:
     return model.eval()
 
 
+def condition_maps(model: GAN, path: Optional[str], n: int) -> torch.Tensor:
+    """The condition maps of the images in an .npz file, cycled to ``n``."""
+    if not path:
+        raise UserError("--condition_images: this model is conditioned on images; give an .npz of uint8 images (N, C, H, W)")
+    if not os.path.isfile(path):
+        raise DataNotFound(f"--condition_images: no file at {path!r}")
+    with np.load(path) as f:
+        key = next((k for k in ("images", "samples") if k in f), None)
+        if key is None:
+            raise UserError(f"--condition_images: {path!r} has no 'images' or 'samples' array")
+        images = torch.from_numpy(f[key])
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != model.generator.out_shape:
+        raise UserError(
+            f"--condition_images: expected uint8 images of shape (N, {', '.join(map(str, model.generator.out_shape))}), "
+            f"got {images.dtype} {tuple(images.shape)}"
+        )
+    x = images.float().div(127.5).sub(1.0)
+    maps = model.generator.conditioning.condition_from(x)
+    return maps[torch.arange(n) % len(maps)]
+
+
 def sample_main(argv: Sequence[str]) -> int:
     parser = ArgumentParser(prog="python -m gan_lightning sample", description="Draw samples from a trained GAN.")
     parser.add_argument("--ckpt_path", type=str, required=True, help="Checkpoint written by fit.")
@@ -39,6 +60,9 @@ def sample_main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", type=str, required=True, help="Output .npz: samples (and labels when conditional).")
     parser.add_argument("--labels", type=Optional[list[int]], default=None,
                         help="Class labels, cycled to --num (default: evenly over all classes).")
+    parser.add_argument("--condition_images", type=Optional[str], default=None,
+                        help="Spatially conditioned models: .npz with uint8 images (N, C, H, W) under 'samples' or "
+                             "'images'; their maps are the conditions, cycled to --num.")
     parser.add_argument("--seed", type=int, default=0, help="Seed: sample i always gets the same noise.")
     parser.add_argument("--grid", type=Optional[str], default=None, help="Also write a PNG grid (scatter plot for 2D).")
     parser.add_argument("--batch_size", type=int, default=500, help="Samples per generator call.")
@@ -52,11 +76,20 @@ def sample_main(argv: Sequence[str]) -> int:
     if args.ema not in ("auto", "live"):
         raise UserError(f"--ema: must be 'auto' or 'live', got {args.ema!r}")
     model = load_gan(args.ckpt_path, args.device)
-    labels = labels_for(args.num, model.num_classes, args.labels)
+    if model.condition == "spatial":
+        if args.labels:
+            raise UserError("--labels: this model is conditioned on images, not labels; give --condition_images")
+        labels = condition_maps(model, args.condition_images, args.num)
+    else:
+        if args.condition_images:
+            raise UserError("--condition_images: only for spatially conditioned models; drop it")
+        labels = labels_for(args.num, model.num_classes, args.labels)
     samples = draw(model, args.num, seed=args.seed, labels=labels, batch_size=args.batch_size, ema=args.ema == "auto")
     out = {"samples": to_uint8(samples).numpy() if model.generator.is_image else samples.float().numpy()}
-    if labels is not None:
+    if labels is not None and model.condition == "label":
         out["labels"] = labels.numpy().astype(np.int64)
+    elif labels is not None:
+        out["conditions"] = labels.numpy().astype(np.float32)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out[:-4] + ".tmp.npz"
     np.savez(tmp, **out)
@@ -64,7 +97,7 @@ def sample_main(argv: Sequence[str]) -> int:
     if args.grid:
         if model.generator.is_image:
             n = min(args.num, 100)
-            if labels is not None:  # one row per class shown
+            if model.condition == "label":  # one row per class shown
                 order = torch.argsort(labels[:n], stable=True)
                 save_grid(samples[:n][order], args.grid, nrow=max(1, n // max(1, len(labels[:n].unique()))))
             else:

@@ -22,8 +22,9 @@ from PIL import Image
 
 from gan_lightning.cli import main
 
-from conftest import REPO, SHARED_DATA
-
+REPO = Path(__file__).resolve().parents[1]
+# Development and CI keep MNIST / FashionMNIST next to the repository (SPEC §5).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 
 

@@ -85,12 +85,15 @@ class GANDataModule(pl.LightningDataModule):
             generator=torch.Generator().manual_seed(self.seed),
         )
 
-    def real_samples(self, n: int | None = None) -> tuple[Tensor, Tensor]:
-        """The first ``n`` training samples (all when ``None``) as ``(x, y)`` tensors, for metrics."""
+    def real_samples(self, n: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """``n`` training samples (all when ``None``) as ``(x, y)`` tensors, a seeded random subset, for metrics
+        and sample grids."""
         if self.train_set is None:
             self.setup("fit")
-        n = len(self.train_set) if n is None else min(n, len(self.train_set))
+        total = len(self.train_set)
+        n = total if n is None else min(n, total)
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n] if n < total else torch.arange(n)
         if isinstance(self.train_set, InMemory):
-            return self.train_set.__getitems__(range(n))
-        xs, ys = zip(*(self.train_set[i] for i in range(n)))
+            return self.train_set.__getitems__(idx)
+        xs, ys = zip(*(self.train_set[int(i)] for i in idx))
         return torch.stack(xs), torch.as_tensor(ys)
