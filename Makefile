@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXP    ?= gan_mnist5k
+EXP    ?= cgan_mnist5k
 ARGS   ?=
 CKPT   ?= $(shell ls -t runs/$(EXP)/*/checkpoints/last.ckpt 2>/dev/null | head -n 1)
 NUM    ?= 1000
@@ -11,7 +11,7 @@ OUT    ?= runs/$(EXP)/samples.npz
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sample bench clean
+.PHONY: help install train test sample classifier bench clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: $(STAMP)  ## Run the test suite (CPU, no network).
 sample: $(STAMP)  ## Draw samples: make sample EXP=<name> [CKPT=path] NUM=1000 OUT=file.npz ARGS="--grid g.png".
 	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
 	$(PY) -m gan_lightning sample --ckpt_path $(CKPT) --num $(NUM) --out $(OUT) $(ARGS)
+
+classifier: $(STAMP)  ## Train the cached domain classifier for metrics: make classifier ARGS="--data MNIST --root ../shared/data".
+	$(PY) -m gan_lightning classifier $(or $(ARGS),--data MNIST --root ../shared/data)
 
 bench: $(STAMP)  ## Benchmarks, reported as side-by-side ratios (benchmarks/).
 	$(PY) benchmarks/run.py $(ARGS)

@@ -135,9 +135,14 @@ def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor) -> Tensor:
     return grad.flatten(1).pow(2).sum(1)
 
 
-def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
-    """WGAN-GP: E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates of real and fake samples."""
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+def gradient_penalty(
+    discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor | None = None
+) -> Tensor:
+    """WGAN-GP: E[(||grad_x D(x_hat)||_2 - 1)^2] on interpolates ``x_hat = eps * real + (1 - eps) * fake``,
+    ``eps ~ U(0, 1)`` per sample unless given (shape ``(N,)``)."""
+    if eps is None:
+        eps = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
+    eps = eps.view((real.shape[0],) + (1,) * (real.dim() - 1)).to(real.dtype)
     x_hat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
     norm = (input_gradient_sq_norm(discriminator(x_hat), x_hat) + 1e-12).sqrt()
     return (norm - 1.0).pow(2).mean()

@@ -221,6 +221,10 @@ class GAN(pl.LightningModule):
         if self.condition == "label":
             check_labels(y, self.num_classes, where)
 
+    def interpolation_weights(self, n: int) -> Tensor:
+        """Per-sample weights ``(n,)`` of the real sample in the gradient penalty's interpolates."""
+        return torch.rand(n, device=self.device)
+
     @torch.no_grad()
     def generate(self, z: Tensor, y: Optional[Tensor] = None, ema: bool = True) -> Tensor:
         """Samples for given noise (and labels), in eval mode, from the EMA generator unless ``ema=False``."""
@@ -268,7 +272,8 @@ class GAN(pl.LightningModule):
         if self.r1_weight > 0:
             penalty = penalty + 0.5 * self.r1_weight * r1_penalty(real_logits, real)
         if self.gp_weight > 0:
-            penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y)[0], real, fake)
+            eps = self.interpolation_weights(real.shape[0])
+            penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y)[0], real, fake, eps)
         return real_logits, penalty
 
     def _optimizer_step(self, optimizer: Any, loss: Tensor, counts: bool) -> None:
