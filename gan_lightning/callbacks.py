@@ -1,4 +1,4 @@
-"""Callbacks: sample grids to disk and W&B, toy mode-coverage metrics, a divergence guard.
+"""Callbacks: sample grids to disk and W&B, image metrics (FID, ...), toy mode coverage, a divergence guard.
 
 Cadences count generator iterations (``trainer.global_step``), SPEC §6. Sampling uses the EMA generator when
 the model has one, with fixed noise, so successive grids show the same latent points.
@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any
+import time
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from gan_lightning.errors import UserError
+from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
+from gan_lightning.metrics.image import check_metrics, compute, data_key, generated_features, real_uint8, reference_features
 from gan_lightning.metrics.toy import mode_coverage
 from gan_lightning.sampling import draw, save_grid, save_scatter
 
@@ -107,19 +110,95 @@ class ToyMetrics(pl.Callback):
             self._log(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        metrics = self._log(trainer, pl_module)
-        if trainer.is_global_zero:
-            path = os.path.join(trainer.default_root_dir, "metrics.json")
-            os.makedirs(trainer.default_root_dir, exist_ok=True)
-            with open(path + ".tmp", "w") as f:
-                json.dump({"step": trainer.global_step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}}, f, indent=2)
-            os.replace(path + ".tmp", path)
+        write_metrics(trainer, self._log(trainer, pl_module))
 
     def _log(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
-        metrics = self._compute(trainer, pl_module)
-        for logger in trainer.loggers:
-            logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
-        return metrics
+        return log_metrics(trainer, self._compute(trainer, pl_module))
+
+
+def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> dict[str, float]:
+    """Log under ``val/`` at the current generator step."""
+    for logger in trainer.loggers:
+        logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+    return metrics
+
+
+def write_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+    """Merge final metrics into ``<run dir>/metrics.json`` (atomically; process 0 only)."""
+    if not trainer.is_global_zero:
+        return
+    path = os.path.join(trainer.default_root_dir, "metrics.json")
+    os.makedirs(trainer.default_root_dir, exist_ok=True)
+    current = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            current = json.load(f)
+    current.update({"step": trainer.global_step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}})
+    with open(path + ".tmp", "w") as f:
+        json.dump(current, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+class ImageMetrics(pl.Callback):
+    """FID and friends (``gan_lightning.metrics.image``) every ``every_n_steps`` generator steps and at the end
+    of fit, on the EMA generator where there is one; logged as ``val/<metric>`` and written to
+    ``<run dir>/metrics.json``. ``seconds`` accumulates the time spent, to weigh the callback's cost.
+
+    ``metrics`` defaults to fid and kid, plus accuracy and intra_fid for class-conditional models and the
+    class-histogram collapse monitor for unconditional ones."""
+
+    def __init__(
+        self,
+        every_n_steps: int = 1000,          # Generator steps between evaluations, 0 = only at the end.
+        num_samples: int = 5000,            # Generated samples per evaluation.
+        num_reference: int = 5000,          # Real images in the reference set (cached on disk).
+        metrics: Optional[list[str]] = None,  # Names from gan_lightning.metrics.image.METRICS; None = by model.
+        extractor: Optional[FeatureExtractor] = None,  # Default: DomainFeatures() (the mnist5k classifier).
+        seed: int = 0,                      # Seed of the samples' noise.
+        reference_seed: int = 0,            # Seed of the reference subset.
+        cache_dir: Optional[str] = None,    # Reference cache folder (default: ~/.cache/gan_lightning/reference).
+    ) -> None:
+        if every_n_steps < 0 or num_samples < 2 or num_reference < 2:
+            raise UserError("ImageMetrics: every_n_steps must be >= 0 and num_samples, num_reference >= 2")
+        if metrics is not None:
+            check_metrics(metrics, "ImageMetrics.metrics")
+        self.every_n_steps, self.num_samples, self.num_reference = every_n_steps, num_samples, num_reference
+        self.metrics = metrics
+        self.extractor = extractor if extractor is not None else DomainFeatures()
+        self.seed, self.reference_seed, self.cache_dir = seed, reference_seed, cache_dir
+        self.seconds = 0.0
+        self.last: dict[str, float] = {}
+
+    def names(self, pl_module: Any) -> list[str]:
+        if self.metrics is not None:
+            return self.metrics
+        if pl_module.condition == "label":
+            return ["fid", "kid", "accuracy", "intra_fid"]
+        return ["fid", "kid", "class_histogram"]
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if pl_module.condition == "spatial" or not pl_module.generator.is_image:
+            raise UserError("ImageMetrics: needs an image model conditioned on labels or nothing; remove the callback")
+        self.extractor.prepare(pl_module.device)
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:
+        start = time.perf_counter()
+        datamodule = trainer.datamodule
+        key = {"dataset": data_key(datamodule), "split": "train", "extractor": self.extractor.name,
+               "count": self.num_reference, "seed": self.reference_seed}
+        ref, _ = reference_features(lambda: real_uint8(datamodule, self.num_reference, self.reference_seed),
+                                    self.extractor, key, self.cache_dir)
+        gen = generated_features(pl_module, self.extractor, self.num_samples, self.seed)
+        self.last = compute(self.names(pl_module), gen, ref)
+        self.seconds += time.perf_counter() - start
+        return log_metrics(trainer, self.last)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
+        if _due(trainer, self.every_n_steps):
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        write_metrics(trainer, self.evaluate(trainer, pl_module))
 
 
 class DivergenceError(UserError):

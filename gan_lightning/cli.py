@@ -136,6 +136,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from gan_lightning.commands import sample_main
 
             return sample_main(args[1:])
+        if args and args[0] == "evaluate":
+            from gan_lightning.commands import evaluate_main
+
+            return evaluate_main(args[1:])
         if args and args[0] == "classifier":
             from gan_lightning.metrics.classifier import classifier_main
 

@@ -36,6 +36,7 @@ from gan_lightning.errors import UserError
 
 D_STEPS = ("joint", "split")
 PRIORS = ("normal", "uniform")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
 
 def _no_op_closure() -> None:
@@ -90,6 +91,7 @@ class GAN(pl.LightningModule):
         ema_decay: float = 0.0,                              # Decay of the EMA copy of G used for sampling, 0 = no EMA.
         ema_start: int = 0,                                  # G steps before the EMA starts averaging (copies G until then).
         grad_clip_norm: float = 0.0,                         # Clip each network's gradient norm to this, 0 = off.
+        compile: str = "none",                               # none | default | reduce-overhead | max-autotune: torch.compile G and D.
         g_optimizer: OptimizerCallable = torch.optim.Adam,   # G's optimizer, e.g. Adam(lr=2e-4, betas=[0.5, 0.999]).
         d_optimizer: OptimizerCallable = torch.optim.Adam,   # D's optimizer, configured independently.
     ) -> None:
@@ -107,6 +109,8 @@ class GAN(pl.LightningModule):
             raise UserError(f"model.latent_prior: must be one of {PRIORS}, got {latent_prior!r}")
         if n_critic < 1:
             raise UserError(f"model.n_critic: must be >= 1 D steps per G step, got {n_critic}")
+        if compile not in COMPILE_MODES:
+            raise UserError(f"model.compile: must be one of {COMPILE_MODES}, got {compile!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise UserError(f"model.ema_decay: must be in [0, 1) (0 = no EMA), got {ema_decay}")
         for name in ("gp_weight", "r1_weight", "grad_clip_norm"):
@@ -141,6 +145,7 @@ class GAN(pl.LightningModule):
         self.ema_decay = float(ema_decay)
         self.ema_start = int(ema_start)
         self.grad_clip_norm = float(grad_clip_norm)
+        self.compile_mode = compile
         self._g_optimizer = g_optimizer
         self._d_optimizer = d_optimizer
 
@@ -183,6 +188,13 @@ class GAN(pl.LightningModule):
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self._g_optimizer(self.generator.parameters()), self._d_optimizer(self.discriminator.parameters())]
+
+    def configure_model(self) -> None:
+        if self.compile_mode != "none" and not getattr(self, "_compiled", False):
+            # In place (nn.Module.compile): parameter names and checkpoints stay those of the plain networks.
+            for net in (self.generator, self.discriminator):
+                net.compile(mode=self.compile_mode)
+            self._compiled = True
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -1,11 +1,10 @@
-"""Shared fixtures: a quiet CPU trainer, tiny networks, the shared data folder.
+"""Shared fixtures: a quiet CPU trainer, the shared data folder, the embedded MNIST subset parsed once.
 
 Everything a test writes goes under its ``tmp_path``; nothing touches the network.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Two cores shared with other jobs: one intra-op thread keeps runs fast and predictable.
 torch.set_num_threads(1)
-os.environ.setdefault("WANDB_MODE", "disabled")
 
 
 @pytest.fixture

@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Development and CI keep MNIST / FashionMNIST next to the repository (SPEC §5).
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+# One step checks the wiring (parsing, class paths, data, networks, loss, callbacks), not throughput: a small
+# batch keeps the GPU-sized experiments affordable on a 2-core CPU without changing anything else.
+BATCH_SIZE = 8
 
 
 def test_experiments_exist():
@@ -85,7 +88,9 @@ def _data_args(config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             pytest.skip(f"{name} not found under {SHARED_DATA}")
         return [f"--data.init_args.root={SHARED_DATA}"]
     if name == "CIFAR10":
-        fake_cifar10(tmp_path / "cifar", monkeypatch)
+        # Enough images for one step: BATCH_SIZE real images for each of the experiment's n_critic D steps.
+        per_step = BATCH_SIZE * config.get("model", {}).get("n_critic", 1)
+        fake_cifar10(tmp_path / "cifar", monkeypatch, per_batch=max(8, -(-per_step // 5)))
         return [f"--data.init_args.root={tmp_path / 'cifar'}"]
     pytest.fail(f"test_experiments does not know how to provide torchvision data set {name!r} offline")
 
@@ -101,9 +106,10 @@ def test_experiment_runs_with_fast_dev_run(path, tmp_path, monkeypatch, capsys):
     argv = [
         "fit", "--config", str(path),
         "--trainer.fast_dev_run=true", "--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false",
-        "--wandb=disabled", f"--run_dir={run_dir}",
+        "--wandb=disabled", f"--run_dir={run_dir}", f"--data.init_args.batch_size={BATCH_SIZE}",
         *_data_args(config, tmp_path, monkeypatch),
     ]
+    assert "batch_size" in config["data"]["init_args"], "experiments state their batch size"
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 0, err[-2000:]

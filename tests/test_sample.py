@@ -206,6 +206,14 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("error: --ckpt_path") and str(missing) in err
 
 
+def test_unreadable_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    rc = main(["sample", "--ckpt_path", str(bad), "--num", "4", "--out", str(tmp_path / "x.npz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: --ckpt_path") and str(bad) in err
+
+
 @pytest.mark.slow
 def test_missing_checkpoint_exit_code_from_the_shell(tmp_path):
     """The real entry point: exit status 2 and one line on stderr, no traceback."""

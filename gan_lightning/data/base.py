@@ -54,6 +54,11 @@ class GANDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
+        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+
+        if _given_hyperparameters.get() is not None:
+            # Launched from the CLI: the data config goes into checkpoints, so `evaluate` can rebuild the data.
+            self.save_hyperparameters()
         if batch_size < 1:
             raise UserError(f"data.batch_size: must be >= 1, got {batch_size}")
         if num_workers < 0:

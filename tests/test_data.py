@@ -1,0 +1,178 @@
+"""Data modules (SPEC §5): what they serve, checked against the spec's numbers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gan_lightning.data import EmbeddedMNIST, ImageFolderData, ToyDataModule, TorchvisionImages
+from gan_lightning.errors import UserError
+
+
+def all_samples(dm) -> tuple[torch.Tensor, torch.Tensor]:
+    dm.setup("fit")
+    return dm.real_samples()
+
+
+# ----------------------------------------------------------------------------- embedded MNIST
+
+
+@pytest.fixture(scope="module")
+def mnist5k() -> EmbeddedMNIST:
+    dm = EmbeddedMNIST(labels="class", batch_size=32)
+    dm.setup("fit")
+    return dm
+
+
+def test_embedded_mnist_is_5000_digits_500_per_class(mnist5k):
+    x, y = mnist5k.real_samples()
+    assert x.dtype == torch.float32 and x.shape == (5000, 1, 28, 28)
+    assert x.min() == -1.0 and x.max() == 1.0  # uint8 0..255 mapped onto [-1, 1]
+    assert y.dtype == torch.int64 and y.min() == 0 and y.max() == 9
+    assert torch.bincount(y, minlength=10).tolist() == [500] * 10
+    assert mnist5k.num_classes == 10 and mnist5k.data_shape == (1, 28, 28)
+    # Digits are mostly background: the pixel mean of MNIST is about 0.13 on a 0..1 scale.
+    assert 0.08 < float(((x + 1) / 2).mean()) < 0.2
+
+
+def test_embedded_mnist_batches(mnist5k):
+    x, y = next(iter(mnist5k.train_dataloader()))
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (32,)
+    assert -1.0 <= x.min() and x.max() <= 1.0
+
+
+def test_embedded_mnist_draws_per_step_batches(mnist5k):
+    mnist5k.draws_per_step = 3  # what the GAN sets to its n_critic
+    try:
+        x, y = next(iter(mnist5k.train_dataloader()))
+    finally:
+        mnist5k.draws_per_step = 1
+    assert x.shape[0] == y.shape[0] == 3 * 32
+
+
+def test_embedded_mnist_without_labels_is_unconditional():
+    assert EmbeddedMNIST(labels="none").num_classes == 0
+
+
+def test_embedded_mnist_resized_and_rgb():
+    x, _ = all_samples(EmbeddedMNIST(image_size=32, channels=3, labels="none"))
+    assert x.shape == (5000, 3, 32, 32)
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])  # grey copied to RGB
+
+
+@pytest.mark.parametrize("field, kwargs", [("data.labels", {"labels": "yes"}), ("data.channels", {"channels": 2}),
+                                           ("data.batch_size", {"batch_size": 0})])
+def test_image_data_bad_options_name_the_field(field, kwargs):
+    with pytest.raises(UserError, match=field.replace(".", r"\.")):
+        EmbeddedMNIST(**kwargs)
+
+
+# ----------------------------------------------------------------------------- toy mixtures
+
+# SPEC §5, written out independently of the library.
+RING = [(math.cos(2 * math.pi * i / 8), math.sin(2 * math.pi * i / 8)) for i in range(8)]
+GRID = [(a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)]
+
+
+@pytest.mark.parametrize("name, modes, sigma", [("ring", RING, 0.01), ("grid", GRID, 0.05)])
+def test_toy_points_lie_near_their_modes(name, modes, sigma):
+    dm = ToyDataModule(name=name)
+    x, y = all_samples(dm)
+    modes_t = torch.tensor(modes, dtype=torch.float32)
+    assert x.dtype == torch.float32 and x.shape == (100_000, 2)
+    assert dm.num_classes == 0 and dm.sigma == sigma
+    # The module's modes are the spec's (in any order).
+    assert torch.cdist(dm.modes.float(), modes_t).min(dim=1).values.max() < 1e-6
+    assert len(dm.modes) == len(modes)
+    # Every point is within 6 sigma of its nearest mode ...
+    nearest_dist, nearest = torch.cdist(x, modes_t).min(dim=1)
+    assert nearest_dist.max() < 6 * sigma
+    # ... the spread is sigma per coordinate ...
+    offsets = x - modes_t[nearest]
+    assert offsets.std(dim=0).tolist() == pytest.approx([sigma, sigma], rel=0.02)
+    # ... and the modes are equally likely (100,000 / M each, within 5 standard errors).
+    counts = torch.bincount(nearest, minlength=len(modes)).double()
+    expected = 100_000 / len(modes)
+    assert (counts - expected).abs().max() < 5 * math.sqrt(expected)
+    # The label of a point is the index of the mode it was drawn from.
+    assert torch.cdist(x, dm.modes.float()).argmin(dim=1).tolist() == y.tolist()
+
+
+def test_toy_seed_fixes_the_training_set():
+    a, _ = all_samples(ToyDataModule(name="ring", num_samples=50, seed=1))
+    b, _ = all_samples(ToyDataModule(name="ring", num_samples=50, seed=1))
+    c, _ = all_samples(ToyDataModule(name="ring", num_samples=50, seed=2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_unknown_toy_set_names_the_field():
+    with pytest.raises(UserError, match=r"data\.name"):
+        ToyDataModule(name="spiral")
+
+
+# ----------------------------------------------------------------------------- ImageFolder
+
+
+def write_folder(root: Path, counts: dict[str, int], value: dict[str, int], size=(20, 24)) -> None:
+    for cls, n in counts.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", size, (value[cls],) * 3).save(root / cls / f"{i}.png")
+
+
+def test_image_folder_labels_come_from_folder_names(tmp_path):
+    # Class folders in sorted order: "cat" = 0 (black images), "dog" = 1 (white images); 3 and 5 images.
+    write_folder(tmp_path, {"dog": 5, "cat": 3}, {"cat": 0, "dog": 255})
+    (tmp_path / "notes.txt").write_text("not a class")
+    dm = ImageFolderData(root=str(tmp_path), image_size=16, channels=1, batch_size=2)
+    assert dm.num_classes == 2 and dm.classes == ["cat", "dog"]
+    x, y = all_samples(dm)
+    assert x.shape == (8, 1, 16, 16) and x.dtype == torch.float32
+    assert torch.bincount(y).tolist() == [3, 5]
+    assert (x[y == 0] == -1.0).all() and (x[y == 1] == 1.0).all()
+
+
+def test_image_folder_rgb_and_unlabelled(tmp_path):
+    write_folder(tmp_path, {"a": 2, "b": 2}, {"a": 0, "b": 255}, size=(40, 30))
+    dm = ImageFolderData(root=str(tmp_path), image_size=8, channels=3, labels="none")
+    assert dm.num_classes == 0
+    x, _ = all_samples(dm)
+    assert x.shape == (4, 3, 8, 8)
+
+
+def test_image_folder_missing_root_names_data_root(tmp_path):
+    with pytest.raises(UserError, match=r"data\.root") as err:
+        ImageFolderData(root=str(tmp_path / "missing"))
+    assert "missing" in str(err.value)
+    with pytest.raises(UserError, match=r"data\.root"):  # a folder without class subfolders
+        ImageFolderData(root=str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- torchvision
+
+
+def test_torchvision_missing_files_name_data_root(tmp_path):
+    dm = TorchvisionImages(name="MNIST", root=str(tmp_path))
+    with pytest.raises(UserError, match=r"data\.root"):
+        dm.setup("fit")
+
+
+def test_torchvision_unknown_name_names_the_field():
+    with pytest.raises(UserError, match=r"data\.name"):
+        TorchvisionImages(name="SVHN")
+
+
+@pytest.mark.slow
+def test_torchvision_mnist_from_shared_data(shared_data):
+    dm = TorchvisionImages(name="MNIST", root=str(shared_data), labels="class")
+    x, y = all_samples(dm)
+    assert x.shape == (60_000, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert dm.num_classes == 10 and sorted(torch.unique(y).tolist()) == list(range(10))
+    # README of the shared data: pixel mean 0.1307 on a 0..1 scale.
+    assert float(((x + 1) / 2).mean()) == pytest.approx(0.1307, abs=2e-3)

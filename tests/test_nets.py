@@ -1,0 +1,302 @@
+"""One parametrized suite for every generator and discriminator (diffusers' ModelTesterMixin style).
+
+A new architecture or conditioning method is tested by adding one line to ``GENERATORS`` or
+``DISCRIMINATORS``: output shape, backward to every parameter (and, for D, to the input, which the gradient
+penalties need), determinism and batch independence in eval mode, eval forwards that move no buffer, and, for
+conditional networks, outputs that depend on the condition.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from gan_lightning.conditioning import (
+    AuxiliaryClassifier,
+    ConditionalBatchNorm,
+    LabelConcat,
+    Projection,
+    SpatialCondition,
+)
+from gan_lightning.errors import UserError
+from gan_lightning.nets import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    MLPDiscriminator,
+    MLPGenerator,
+    ResNetDiscriminator,
+    ResNetGenerator,
+)
+from gan_lightning.system import GAN
+
+N = 4   # batch size
+K = 3   # classes of the conditional cases
+Z = 4   # latent size
+
+GENERATORS: dict[str, Callable[[], nn.Module]] = {
+    "mlp_2d": lambda: MLPGenerator(out_shape=[2], latent_dim=2, hidden=[8, 8]),
+    "mlp_2d_nonorm": lambda: MLPGenerator(out_shape=[2], latent_dim=2, hidden=[8], norm="none", activation_fn="elu"),
+    "mlp_28_c1": lambda: MLPGenerator(out_shape=[1, 28, 28], latent_dim=Z, hidden=[8], out_activation_fn="tanh"),
+    "dcgan_28_c1": lambda: DCGANGenerator(latent_dim=Z, channels=1, image_size=28, ngf=4),
+    "dcgan_28_c3": lambda: DCGANGenerator(latent_dim=Z, channels=3, image_size=28, ngf=4),
+    "dcgan_32_c1": lambda: DCGANGenerator(latent_dim=Z, channels=1, image_size=32, ngf=4),
+    "dcgan_32_c3": lambda: DCGANGenerator(latent_dim=Z, channels=3, image_size=32, ngf=4),
+    "dcgan_64_c1": lambda: DCGANGenerator(latent_dim=Z, channels=1, image_size=64, ngf=4),
+    "dcgan_64_c3": lambda: DCGANGenerator(latent_dim=Z, channels=3, image_size=64, ngf=4),
+    "resnet_32_c3": lambda: ResNetGenerator(latent_dim=Z, channels=3, image_size=32, ngf=8),
+    # conditional
+    "mlp_2d_concat_onehot": lambda: MLPGenerator(out_shape=[2], latent_dim=2, hidden=[8], num_classes=K,
+                                                 conditioning=LabelConcat()),
+    "mlp_28_concat_learned": lambda: MLPGenerator(out_shape=[1, 28, 28], latent_dim=Z, hidden=[8], num_classes=K,
+                                                  out_activation_fn="tanh",
+                                                  conditioning=LabelConcat("learned", embedding_dim=5)),
+    "dcgan_28_concat_onehot": lambda: DCGANGenerator(latent_dim=Z, ngf=4, num_classes=K, conditioning=LabelConcat()),
+    "dcgan_32_c3_concat_learned": lambda: DCGANGenerator(latent_dim=Z, channels=3, image_size=32, ngf=4,
+                                                         num_classes=K, conditioning=LabelConcat("learned")),
+    "dcgan_28_cbn": lambda: DCGANGenerator(latent_dim=Z, ngf=4, num_classes=K, conditioning=ConditionalBatchNorm()),
+    "resnet_28_c1_cbn": lambda: ResNetGenerator(latent_dim=Z, channels=1, image_size=28, ngf=8, num_classes=K,
+                                                conditioning=ConditionalBatchNorm("one_hot")),
+    "dcgan_28_spatial": lambda: DCGANGenerator(latent_dim=Z, ngf=4, conditioning=SpatialCondition(size=7)),
+}
+
+DISCRIMINATORS: dict[str, Callable[[], nn.Module]] = {
+    "mlp_2d_maxout": lambda: MLPDiscriminator(in_shape=[2], hidden=[8, 8], maxout_pieces=3),
+    "mlp_2d_plain_sn": lambda: MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=0, norm="spectral"),
+    "mlp_28_c1_dropout": lambda: MLPDiscriminator(in_shape=[1, 28, 28], hidden=[8], maxout_pieces=2, dropout=0.5),
+    "dcgan_28_c1_bn": lambda: DCGANDiscriminator(channels=1, image_size=28, ndf=4, norm="batch"),
+    "dcgan_28_c3_bn": lambda: DCGANDiscriminator(channels=3, image_size=28, ndf=4, norm="batch"),
+    "dcgan_32_c1_bn": lambda: DCGANDiscriminator(channels=1, image_size=32, ndf=4, norm="batch"),
+    "dcgan_32_c3_bn": lambda: DCGANDiscriminator(channels=3, image_size=32, ndf=4, norm="batch"),
+    "dcgan_64_c1_bn": lambda: DCGANDiscriminator(channels=1, image_size=64, ndf=4, norm="batch"),
+    "dcgan_64_c3_bn": lambda: DCGANDiscriminator(channels=3, image_size=64, ndf=4, norm="batch"),
+    "dcgan_28_c1_sn": lambda: DCGANDiscriminator(channels=1, image_size=28, ndf=4, norm="spectral"),
+    "dcgan_32_c3_none": lambda: DCGANDiscriminator(channels=3, image_size=32, ndf=4, norm="none"),
+    "resnet_32_c3_sn": lambda: ResNetDiscriminator(channels=3, image_size=32, ndf=8),
+    "resnet_64_c1_none": lambda: ResNetDiscriminator(channels=1, image_size=64, ndf=8, norm="none"),
+    # conditional
+    "mlp_2d_concat_learned": lambda: MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=2, num_classes=K,
+                                                      conditioning=LabelConcat("learned", embedding_dim=2)),
+    "mlp_28_concat_onehot": lambda: MLPDiscriminator(in_shape=[1, 28, 28], hidden=[8], num_classes=K,
+                                                     conditioning=LabelConcat()),
+    "dcgan_28_concat_onehot": lambda: DCGANDiscriminator(ndf=4, num_classes=K, conditioning=LabelConcat()),
+    "dcgan_32_c3_sn_concat_learned": lambda: DCGANDiscriminator(channels=3, image_size=32, ndf=4, norm="spectral",
+                                                                num_classes=K, conditioning=LabelConcat("learned")),
+    "dcgan_28_projection": lambda: DCGANDiscriminator(ndf=4, norm="spectral", num_classes=K, conditioning=Projection()),
+    "resnet_32_c3_projection": lambda: ResNetDiscriminator(channels=3, image_size=32, ndf=8, num_classes=K,
+                                                           conditioning=Projection("none")),
+    "dcgan_28_acgan": lambda: DCGANDiscriminator(ndf=4, num_classes=K, conditioning=AuxiliaryClassifier()),
+    "dcgan_28_spatial": lambda: DCGANDiscriminator(ndf=4, conditioning=SpatialCondition(size=7)),
+}
+
+
+def condition_for(net: nn.Module, n: int, shift: int = 0) -> Tensor | None:
+    """A batch of conditions for ``net``; ``shift`` gives a different condition for every sample."""
+    if net.condition == "label":
+        return (torch.arange(n) + shift) % K
+    if net.condition == "spatial":
+        g = torch.Generator().manual_seed(shift)
+        return torch.rand(n, 1, net.conditioning.size, net.conditioning.size, generator=g) * 2 - 1
+    assert net.condition == "none"
+    return None
+
+
+def call(net: nn.Module, inputs: Tensor, y: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+    return net(inputs) if y is None else net(inputs, y)
+
+
+def scores(out: Tensor | tuple[Tensor, Tensor]) -> Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+def projection(out: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """A scalar that depends on every output in a generic way."""
+    outs = out if isinstance(out, tuple) else (out,)
+    g = torch.Generator().manual_seed(0)
+    return sum((o * torch.randn(o.shape, generator=g)).sum() for o in outs)
+
+
+@torch.no_grad()
+def perturbed(net: nn.Module) -> nn.Module:
+    """The network with every parameter moved a little, as after some training. Some methods start out
+    ignoring the condition on purpose (conditional batch norm starts with gamma = 1, beta = 0 for every class)."""
+    for p in net.parameters():
+        p.add_(0.1 * torch.randn_like(p))
+    return net
+
+
+def _state(net: nn.Module) -> dict[str, Tensor]:
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+@pytest.fixture
+def seeded():
+    torch.manual_seed(0)
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+@pytest.mark.usefixtures("seeded")
+@pytest.mark.parametrize("make", GENERATORS.values(), ids=GENERATORS.keys())
+class TestGenerator:
+    def inputs(self, net, n=N, shift=0):
+        return torch.randn(n, net.latent_dim), condition_for(net, n, shift)
+
+    def test_output_shape(self, make):
+        net = make()
+        z, y = self.inputs(net)
+        out = call(net, z, y)
+        assert out.shape == (N, *net.out_shape) and out.dtype == torch.float32
+        assert torch.isfinite(out).all()
+        if net.is_image:  # the image cases here all end in tanh: images in [-1, 1]
+            assert out.abs().max() <= 1.0
+
+    def test_backward_reaches_every_parameter(self, make):
+        net = make().train()
+        z, y = self.inputs(net)
+        projection(call(net, z, y)).backward()
+        for name, p in net.named_parameters():
+            assert p.grad is not None, f"no gradient reaches {name}"
+            assert torch.isfinite(p.grad).all(), name
+            if p.dim() > 1:
+                assert p.grad.abs().sum() > 0, f"all-zero gradient for {name}"
+
+    def test_eval_is_deterministic_and_per_sample(self, make):
+        net = make()
+        net.train()(*[t for t in self.inputs(net, 16) if t is not None])  # move BN running stats off their init
+        net.eval()
+        z, y = self.inputs(net)
+        before = _state(net)
+        a, b = call(net, z, y), call(net, z, y)
+        assert torch.equal(a, b)
+        # A sample does not depend on the rest of its batch in eval mode.
+        first = call(net, z[:1], y[:1] if y is not None else None)
+        torch.testing.assert_close(first, a[:1], rtol=1e-5, atol=1e-6)
+        assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "an eval forward moved a buffer"
+
+    def test_output_depends_on_noise_and_condition(self, make):
+        net = perturbed(make()).eval()
+        z, y = self.inputs(net)
+        out = call(net, z, y)
+        assert not torch.allclose(call(net, torch.randn_like(z), y), out)
+        if y is not None:
+            other = call(net, z, condition_for(net, N, shift=1))
+            assert (other - out).flatten(1).abs().amax(1).min() > 0, "a sample ignored its condition"
+
+
+# ----------------------------------------------------------------------------- discriminators
+
+
+@pytest.mark.usefixtures("seeded")
+@pytest.mark.parametrize("make", DISCRIMINATORS.values(), ids=DISCRIMINATORS.keys())
+class TestDiscriminator:
+    def inputs(self, net, n=N, shift=0):
+        return torch.rand(n, *net.in_shape) * 2 - 1, condition_for(net, n, shift)
+
+    def test_output_shape(self, make):
+        net = make()
+        x, y = self.inputs(net)
+        out = call(net, x, y)
+        assert scores(out).shape == (N,) and torch.isfinite(scores(out)).all()
+        if isinstance(out, tuple):  # auxiliary classifier: class logits beside the score
+            assert net.condition == "label" and out[1].shape == (N, K)
+
+    def test_backward_reaches_every_parameter_and_the_input(self, make):
+        net = make().train()
+        x, y = self.inputs(net)
+        x.requires_grad_(True)
+        projection(call(net, x, y)).backward()
+        for name, p in net.named_parameters():
+            assert p.grad is not None, f"no gradient reaches {name}"
+            assert torch.isfinite(p.grad).all(), name
+            if p.dim() > 1:
+                assert p.grad.abs().sum() > 0, f"all-zero gradient for {name}"
+        # Gradient penalties (WGAN-GP, R1) differentiate D's output with respect to its input.
+        assert x.grad is not None and x.grad.flatten(1).abs().sum(1).min() > 0
+
+    def test_eval_is_deterministic_and_per_sample(self, make):
+        net = make()
+        net.train()(*[t for t in self.inputs(net, 16) if t is not None])
+        net.eval()
+        x, y = self.inputs(net)
+        before = _state(net)
+        a, b = call(net, x, y), call(net, x, y)
+        assert torch.equal(scores(a), scores(b))
+        first = call(net, x[:1], y[:1] if y is not None else None)
+        torch.testing.assert_close(scores(first), scores(a)[:1], rtol=1e-5, atol=1e-6)
+        # Spectral norm does not advance its power iteration and batch norm keeps its statistics in eval mode.
+        assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "an eval forward moved a buffer"
+
+    def test_output_depends_on_input_and_condition(self, make):
+        net = perturbed(make()).eval()
+        x, y = self.inputs(net)
+        out = scores(call(net, x, y))
+        assert not torch.allclose(scores(call(net, torch.rand_like(x) * 2 - 1, y)), out)
+        if y is not None and not isinstance(net.conditioning, AuxiliaryClassifier):  # AC-GAN's score ignores y
+            other = scores(call(net, x, condition_for(net, N, shift=1)))
+            assert (other - out).abs().min() > 0, "a score ignored its condition"
+
+
+# ----------------------------------------------------------------------------- contracts between the two
+
+
+@pytest.mark.parametrize(
+    "g, d, match",
+    [
+        (lambda: DCGANGenerator(latent_dim=Z, image_size=28, ngf=4), lambda: DCGANDiscriminator(image_size=32, ndf=4),
+         "out_shape"),
+        (lambda: DCGANGenerator(latent_dim=Z, channels=3, ngf=4), lambda: DCGANDiscriminator(channels=1, ndf=4),
+         "out_shape"),
+        (lambda: MLPGenerator(out_shape=[2], hidden=[4]), lambda: MLPDiscriminator(in_shape=[3], hidden=[4]),
+         "out_shape"),
+        (lambda: DCGANGenerator(latent_dim=Z, ngf=4, num_classes=K, conditioning=LabelConcat()),
+         lambda: DCGANDiscriminator(ndf=4), "num_classes"),
+    ],
+    ids=["size", "channels", "vector_dim", "classes"],
+)
+def test_mismatched_networks_are_a_user_error(g, d, match):
+    with pytest.raises(UserError, match=match):
+        GAN(g(), d())
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: DCGANGenerator(image_size=48, ngf=4), r"generator\.image_size"),
+        (lambda: DCGANDiscriminator(image_size=16, ndf=4), r"discriminator\.image_size"),
+        (lambda: DCGANDiscriminator(ndf=4, norm="layer"), r"discriminator\.norm"),
+        (lambda: MLPGenerator(activation_fn="swish"), r"generator\.activation_fn"),
+        (lambda: DCGANGenerator(ngf=4, num_classes=K), r"generator\.conditioning"),  # classes but no method
+        (lambda: DCGANGenerator(ngf=4, conditioning=LabelConcat()), r"generator\.conditioning"),  # method, 0 classes
+        (lambda: DCGANGenerator(ngf=4, num_classes=K, conditioning=Projection()), r"generator\.conditioning"),
+    ],
+    ids=["g_size", "d_size", "d_norm", "activation", "classes_without_method", "method_without_classes", "d_only"],
+)
+def test_bad_network_options_name_the_field(make, match):
+    with pytest.raises(UserError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("norm", ["batch", "spectral", "none"])
+def test_dcgan_discriminator_init_is_the_papers(norm):
+    """DCGAN (Radford et al.): every conv/linear weight drawn from N(0, 0.02), also under spectral norm, where
+    the weight that is stored and trained is ``parametrizations.weight.original``."""
+    torch.manual_seed(0)
+    d = DCGANDiscriminator(channels=3, image_size=64, ndf=16, norm=norm)
+    weights = {n: p for n, p in d.named_parameters() if p.dim() > 1}
+    assert len(weights) == 5  # four convolutions and the linear head
+    for name, w in weights.items():
+        assert abs(float(w.mean())) < 0.005 and 0.017 < float(w.std()) < 0.023, f"{name}: std {float(w.std()):.4f}"
+
+
+def test_dcgan_generator_init_is_the_papers():
+    torch.manual_seed(0)
+    g = DCGANGenerator(latent_dim=32, channels=3, image_size=64, ngf=8)
+    for name, p in g.named_parameters():
+        if p.dim() > 1:
+            assert 0.017 < float(p.std()) < 0.023, f"{name}: std {float(p.std()):.4f}"
+        elif name.endswith("weight"):  # batch-norm scales N(1, 0.02)
+            assert abs(float(p.mean()) - 1.0) < 0.01, name
