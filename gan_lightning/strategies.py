@@ -49,6 +49,23 @@ class GANDDPStrategy(DDPStrategy):
         if getattr(module, "generator_ema", None) is not None:
             _sync_module_states(module.generator_ema)
 
+    def setup(self, trainer: pl.Trainer) -> None:
+        super().setup(trainer)
+        # The weights are synchronised by now. Give each process its own random stream, so that W processes
+        # draw W different noise batches (seeding makes every rank start from the same state).
+        torch.manual_seed(torch.initial_seed() + self.global_rank)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().training_step(*args, **kwargs)
+        # DDP copies rank 0's buffers only at the start of the next wrapped forward, so the step's last forward
+        # leaves each rank with its own batch-norm statistics. Rank 0's win, as in DDP, before anyone reads them.
+        module = self.lightning_module
+        buffers = [b for net in (module.generator, module.discriminator, module.generator_ema) if net is not None
+                   for b in net.buffers()]
+        for b in buffers:
+            dist.broadcast(b, src=0)
+        return out
+
     def teardown(self) -> None:
         module = self.lightning_module
         if module is not None:

@@ -7,7 +7,8 @@ How the numbers are made, so that they do not depend on the number of processes:
   label ``i mod K``; process ``r`` of ``W`` draws the indices ``i ≡ r (mod W)``, so no sample is drawn twice and
   no padding duplicates enter;
 - samples are rounded to uint8 as ``sample`` writes them, features are gathered from all processes and sorted
-  by sample index, and every metric is computed from that one ordered set; FID statistics are float64;
+  by sample index, and every metric is computed from that one ordered set on every process (torchmetrics' own
+  cross-process sync is off: it would count the gathered set once per process); FID statistics are float64;
 - reference features (real images) are computed once per (data set, split, extractor, count, seed) and cached
   on disk, written atomically.
 
@@ -73,7 +74,7 @@ def check_metrics(names: list[str], field: str = "metrics") -> None:
 def frechet_distance(gen: Tensor, ref: Tensor) -> float:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    fid = FrechetInceptionDistance(feature=_Given(gen.shape[1]), reset_real_features=False)
+    fid = FrechetInceptionDistance(feature=_Given(gen.shape[1]), reset_real_features=False, sync_on_compute=False)
     fid.update(ref, real=True)
     fid.update(gen, real=False)
     return float(fid.compute())
@@ -92,7 +93,9 @@ def _kid(gen: FeatureSet, ref: FeatureSet, kid_subsets: int = 100, kid_subset_si
     # KID's subsets are drawn from the global RNG: seed it so the value is a function of the features only.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        kid = KernelInceptionDistance(feature=_Given(gen.features.shape[1]), subsets=kid_subsets, subset_size=size)
+        kid = KernelInceptionDistance(
+            feature=_Given(gen.features.shape[1]), subsets=kid_subsets, subset_size=size, sync_on_compute=False
+        )
         kid.update(ref.features, real=True)
         kid.update(gen.features, real=False)
         mean, std = kid.compute()
@@ -107,7 +110,7 @@ def _inception_score(gen: FeatureSet, ref: FeatureSet, is_splits: int = 10, **_:
         raise UserError("metrics: 'is' needs an extractor with class logits")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # InceptionScore shuffles before splitting
-        score = InceptionScore(feature=_Given(gen.logits.shape[1]), splits=is_splits)
+        score = InceptionScore(feature=_Given(gen.logits.shape[1]), splits=is_splits, sync_on_compute=False)
         score.update(gen.logits)
         mean, std = score.compute()
     return {"is": float(mean), "is_std": float(std)}
