@@ -14,6 +14,7 @@ Subclass ``FeatureExtractor`` for anything else and name it by ``class_path``.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Optional
 
 import torch
@@ -70,6 +71,11 @@ class DomainFeatures(FeatureExtractor):
             else:
                 net, _ = get_classifier(self.data, self.root, device=str(device))
             self.net = net.requires_grad_(False)
+            # The cache key names the exact weights: a retrained or different classifier gets its own reference.
+            digest = hashlib.sha1()
+            for t in self.net.state_dict().values():
+                digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self.name = f"domain-{self.data}-{digest.hexdigest()[:8]}"
             self.num_features = int(self.net.features(torch.zeros(1, *self._shape(), device=device)).shape[1])
         return self.to(device).eval()
 

@@ -18,6 +18,7 @@ Add a metric with ``@register_metric("name")`` on a function ``(generated, refer
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,9 @@ def frechet_distance(gen: Tensor, ref: Tensor) -> float:
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     fid = FrechetInceptionDistance(feature=_Given(gen.shape[1]), reset_real_features=False, sync_on_compute=False)
-    fid.update(ref, real=True)
-    fid.update(gen, real=False)
+    # float64 in, so that the result is not rounded back to float32 (torchmetrics returns the input dtype).
+    fid.update(ref.double(), real=True)
+    fid.update(gen.double(), real=False)
     return float(fid.compute())
 
 
@@ -156,7 +158,7 @@ def _class_histogram(gen: FeatureSet, ref: FeatureSet, **_: object) -> dict[str,
     k = gen.logits.shape[1]
     p = torch.bincount(gen.logits.argmax(1), minlength=k).double() / len(gen.logits)
     nz = p[p > 0]
-    return {"classes_covered": float((p > 0).sum()), "class_entropy": float(-(nz * nz.log()).sum() / torch.log(torch.tensor(float(k))))}
+    return {"classes_covered": float((p > 0).sum()), "class_entropy": float(-(nz * nz.log()).sum()) / math.log(k)}
 
 
 def compute(names: list[str], gen: FeatureSet, ref: FeatureSet, **options: object) -> dict[str, float]:
