@@ -11,7 +11,7 @@ OUT    ?= runs/$(EXP)/samples.npz
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sample classifier bench clean
+.PHONY: help install train test sample evaluate classifier bench clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ test: $(STAMP)  ## Run the test suite (CPU, no network).
 sample: $(STAMP)  ## Draw samples: make sample EXP=<name> [CKPT=path] NUM=1000 OUT=file.npz ARGS="--grid g.png".
 	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
 	$(PY) -m gan_lightning sample --ckpt_path $(CKPT) --num $(NUM) --out $(OUT) $(ARGS)
+
+evaluate: $(STAMP)  ## Metrics of a run as JSON: make evaluate EXP=<name> [CKPT=path] ARGS="--num 10000 --devices 2".
+	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
+	$(PY) -m gan_lightning evaluate --ckpt_path $(CKPT) --out $(dir $(CKPT))../evaluate.json $(ARGS)
 
 classifier: $(STAMP)  ## Train the cached domain classifier for metrics: make classifier ARGS="--data MNIST --root ../shared/data".
 	$(PY) -m gan_lightning classifier $(or $(ARGS),--data MNIST --root ../shared/data)

@@ -18,7 +18,6 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 
 from gan_lightning.commands import load_gan
 from gan_lightning.metrics.classifier import get_classifier, load_split, predict

@@ -12,7 +12,6 @@ variable is set), which ``get_classifier("MNIST", root)`` then loads instead of 
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import sys

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import UserError
