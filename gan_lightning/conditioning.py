@@ -211,28 +211,37 @@ class ConditionalBatchNorm(Conditioning):
 
 class Projection(Conditioning):
     """Projection discriminator (Miyato & Koyama 2018): ``D(x, y) = psi(f(x)) + <embed(y), f(x)>`` on D's
-    pooled features ``f(x)``."""
+    pooled features ``f(x)``. With ``aux_weight > 0`` D also gets an AC-GAN class head on ``f(x)`` whose
+    cross-entropy enters both phases (as ``AuxiliaryClassifier``), which sharpens the class of the samples."""
 
     condition = "label"
     roles = ("discriminator",)
 
     def __init__(
         self,
-        norm: str = "spectral",  # spectral: spectral norm on the class embedding (as in SNGAN); none.
+        norm: str = "spectral",   # spectral: spectral norm on the class embedding (as in SNGAN); none.
+        aux_weight: float = 0.0,  # Weight of an auxiliary class loss on D's features, 0 = none.
     ) -> None:
         super().__init__()
         if norm not in ("spectral", "none"):
             raise UserError(f"conditioning.norm: must be 'spectral' or 'none', got {norm!r}")
+        if aux_weight < 0:
+            raise UserError(f"conditioning.aux_weight: must be >= 0, got {aux_weight}")
         self.norm_kind = norm
+        self.aux_weight = float(aux_weight)
         self.embed: nn.Module | None = None
+        self.classifier: nn.Module | None = None
 
     def bind_features(self, features_dim: int) -> None:
         embed = nn.Embedding(self.num_classes, features_dim)
         nn.init.xavier_uniform_(embed.weight)
         self.embed = spectral_norm(embed) if self.norm_kind == "spectral" else embed
+        if self.aux_weight > 0:
+            self.classifier = nn.Linear(features_dim, self.num_classes)
 
-    def condition_output(self, features: Tensor, out: Tensor, y: Tensor | None) -> Tensor:
-        return out + (self.embed(y) * features).sum(dim=1, keepdim=True)
+    def condition_output(self, features: Tensor, out: Tensor, y: Tensor | None) -> Tensor | tuple[Tensor, Tensor]:
+        out = out + (self.embed(y) * features).sum(dim=1, keepdim=True)
+        return out if self.classifier is None else (out, self.classifier(features))
 
 
 class AuxiliaryClassifier(Conditioning):

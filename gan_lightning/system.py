@@ -200,6 +200,12 @@ class GAN(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "draws_per_step"):
             datamodule.draws_per_step = self.n_critic
+        shape = tuple(getattr(datamodule, "data_shape", ()) or ())
+        if shape and shape != tuple(self.generator.out_shape):
+            raise UserError(
+                f"data: samples of shape {shape} but the generator makes {tuple(self.generator.out_shape)}; match the "
+                "data's image_size/channels and the networks' (or out_shape/in_shape for vectors)"
+            )
         if datamodule is not None and hasattr(datamodule, "num_classes") and self.condition == "label":
             if datamodule.num_classes != self.num_classes:
                 raise UserError(

@@ -48,3 +48,32 @@ def make_trainer(tmp_path: Path) -> Callable[..., pl.Trainer]:
         return pl.Trainer(**options)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_file(tmp_path_factory) -> Path:
+    """A randomly initialised width-4 mnist5k classifier with 16 features, saved as the cache would hold it."""
+    from gan_lightning.metrics.classifier import DomainClassifier, save_classifier
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = DomainClassifier(width=4, feature_dim=16).eval()
+    path = tmp_path_factory.mktemp("classifier") / "mnist5k.pt"
+    save_classifier(net, path, {"data": "mnist5k", "test_accuracy": 0.0, "steps": 0})
+    return path
+
+
+@pytest.fixture
+def classifier_cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch, tiny_classifier_file: Path) -> Path:
+    """A fresh ``GAN_LIGHTNING_CACHE`` (outside ``tmp_path``) holding the tiny mnist5k classifier, so that an
+    ImageMetrics callback never trains a real one inside a test."""
+    import shutil
+
+    from gan_lightning.metrics.classifier import classifier_path
+
+    root = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(root))
+    dest = classifier_path("mnist5k")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tiny_classifier_file, dest)
+    return root

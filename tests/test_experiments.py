@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def _data_args(config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
-def test_experiment_runs_with_fast_dev_run(path, tmp_path, monkeypatch, capsys):
+def test_experiment_runs_with_fast_dev_run(path, tmp_path, monkeypatch, capsys, classifier_cache):
     config = yaml.safe_load(path.read_text())
     first_line = path.read_text().splitlines()[0]
     assert first_line.startswith("#"), "each experiment says in its header what it is and how to run it"
@@ -122,6 +123,9 @@ def test_experiment_runs_with_fast_dev_run(path, tmp_path, monkeypatch, capsys):
         assert grid.is_file()
         with Image.open(grid) as im:
             assert im.size[0] > 32 and im.size[1] > 32
+    if "ImageMetrics" in callbacks:
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["step"] == 1 and math.isfinite(metrics["fid"])
     if "ToyMetrics" in callbacks:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["step"] == 1
