@@ -359,6 +359,13 @@ class GAN(pl.LightningModule):
             stats = self.d_phase(real, y_real, fake, y_fake)
         g_loss = self.g_phase(fake, y_fake)
         self.update_ema()
+        trainer = self.trainer
+        # Lightning writes logged values only every log_every_n_steps; logging on the other steps is overhead.
+        if trainer.fast_dev_run or self.global_step % max(1, trainer.log_every_n_steps) == 0 \
+                or self.global_step == trainer.max_steps:
+            self._log_step(stats, g_loss)
+
+    def _log_step(self, stats: dict[str, Tensor], g_loss: Tensor) -> None:
         self.log_dict(
             {
                 "train/d_loss": stats["d_loss"],
