@@ -47,15 +47,22 @@ def to_uint8(images: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def draw_indices(model, index: Tensor, seed: int = 0, labels: Optional[Tensor] = None, ema: bool = True) -> Tensor:
+    """Samples number ``index`` of the seeded draw (with their labels or conditions), in data space, on the CPU."""
+    z = noise_for(index, model.latent_dim, model.latent_prior, seed).to(model.device)
+    y = labels.to(model.device) if labels is not None else None
+    return model.generate(z, y, ema=ema).float().cpu()
+
+
+@torch.no_grad()
 def draw(model, n: int, seed: int = 0, labels: Optional[Tensor] = None, batch_size: int = 500,
          start: int = 0, ema: bool = True) -> Tensor:
     """Samples ``start .. start+n-1`` of the seeded draw, in data space, on the CPU."""
     out = []
     for lo in range(0, n, batch_size):
         idx = torch.arange(start + lo, start + min(n, lo + batch_size))
-        z = noise_for(idx, model.latent_dim, model.latent_prior, seed).to(model.device)
-        y = labels[lo : lo + len(idx)].to(model.device) if labels is not None else None
-        out.append(model.generate(z, y, ema=ema).float().cpu())
+        y = labels[lo : lo + len(idx)] if labels is not None else None
+        out.append(draw_indices(model, idx, seed, y, ema))
     return torch.cat(out) if out else torch.empty(0)
 
 

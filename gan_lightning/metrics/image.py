@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from gan_lightning.errors import UserError
-from gan_lightning.sampling import labels_for, to_uint8
+from gan_lightning.sampling import draw_indices, labels_for, to_uint8
 
 METRICS: dict[str, Callable[..., dict[str, float]]] = {}
 
@@ -221,7 +221,7 @@ def generated_features(model, extractor: nn.Module, num_samples: int, seed: int 
     for lo in range(0, len(index), batch_size):
         idx = index[lo : lo + batch_size]
         y = all_labels[idx] if all_labels is not None else None
-        images = to_uint8(_draw_indices(model, idx, seed, y))
+        images = to_uint8(draw_indices(model, idx, seed, y))
         f, lg = extract(extractor, images, batch_size)
         feats.append(f)
         logits.append(lg)
@@ -242,14 +242,6 @@ def _comm_device() -> torch.device:
 
 def _to(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else t.to(_comm_device())
-
-
-def _draw_indices(model, index: Tensor, seed: int, labels: Optional[Tensor]) -> Tensor:
-    from gan_lightning.sampling import noise_for
-
-    z = noise_for(index, model.latent_dim, model.latent_prior, seed).to(model.device)
-    y = labels.to(model.device) if labels is not None else None
-    return model.generate(z, y).float().cpu()
 
 
 # ---------------------------------------------------------------------------------------------- reference cache
