@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py                 # the quick ones: step speed, DDP throughput
     .venv/bin/python benchmarks/run.py toy_quality     # by name (toy_quality takes ~20 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py precision_throughput   # fp32 / bf16 / compiled; made for a GPU
 
 Quality benchmarks that need a trained checkpoint (cgan_quality.py, spatial_quality.py) are run directly.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 QUICK = ["step_speed", "ddp_throughput"]
-ALL = QUICK + ["toy_quality"]
+ALL = QUICK + ["toy_quality", "precision_throughput"]
 
 
 def main(argv: list[str]) -> int:
