@@ -161,7 +161,7 @@ def test_equivalence_with_n_critic_and_gradient_penalty(equivalence, name):
 
 
 def test_noise_hook_lines_up_with_the_data():
-    """The helper's premise, checked without processes: rank r's j-th noise row in D step i is the one-process
+    """The noise hook's premise, checked without processes: rank r's j-th noise row in D step i is the one-process
     run's row j*2 + r of the same D step, and different D steps get different noise."""
     model = H.mlp_gan(cls=H.GlobalNoiseGAN, g_norm="none")
 
