@@ -24,8 +24,9 @@ from typing import Any, Iterator, Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -50,21 +51,33 @@ def held_fixed(module: nn.Module) -> Iterator[None]:
     spectral norm uses its current power-iteration vectors instead of advancing them."""
     params = [p for p in module.parameters() if p.requires_grad]
     norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
-    # torch.nn.utils.parametrizations.spectral_norm advances its vectors only in training mode.
-    spectral = [m for m in module.modules() if type(m).__name__ == "_SpectralNorm" and m.training]
     for p in params:
         p.requires_grad_(False)
     for m in norms:
         m.track_running_stats = False
-    for m in spectral:
-        m.eval()
     try:
-        yield
+        with spectral_norm_frozen(module):
+            yield
     finally:
         for p in params:
             p.requires_grad_(True)
         for m in norms:
             m.track_running_stats = True
+
+
+@contextlib.contextmanager
+def spectral_norm_frozen(module: nn.Module) -> Iterator[None]:
+    """Spectral norm in ``module`` uses its current power-iteration vectors instead of advancing them.
+
+    The D phase advances them on its first D call only (one power iteration per D step): a second in-place
+    update between a forward and its backward would invalidate what a compiled D saved for the backward."""
+    # torch.nn.utils.parametrizations.spectral_norm advances its vectors only in training mode.
+    spectral = [m for m in module.modules() if type(m).__name__ == "_SpectralNorm" and m.training]
+    for m in spectral:
+        m.eval()
+    try:
+        yield
+    finally:
         for m in spectral:
             m.train()
 
@@ -94,6 +107,8 @@ class GAN(pl.LightningModule):
         compile: str = "none",                               # none | default | reduce-overhead | max-autotune: torch.compile G and D.
         g_optimizer: OptimizerCallable = torch.optim.Adam,   # G's optimizer, e.g. Adam(lr=2e-4, betas=[0.5, 0.999]).
         d_optimizer: OptimizerCallable = torch.optim.Adam,   # D's optimizer, configured independently.
+        g_lr_scheduler: Optional[LRSchedulerCallable] = None,  # G's learning-rate schedule, stepped once per G step.
+        d_lr_scheduler: Optional[LRSchedulerCallable] = None,  # D's, stepped once per G step too (not per D step).
     ) -> None:
         super().__init__()
         if _given_hyperparameters.get() is not None:
@@ -101,7 +116,9 @@ class GAN(pl.LightningModule):
             # the exact networks and optimizers it was trained with.
             self.save_hyperparameters()
         else:
-            self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer"])
+            self.save_hyperparameters(
+                ignore=["generator", "discriminator", "g_optimizer", "d_optimizer", "g_lr_scheduler", "d_lr_scheduler"]
+            )
         self.loss = get_loss(loss)
         if d_step not in D_STEPS:
             raise UserError(f"model.d_step: must be one of {D_STEPS}, got {d_step!r}")
@@ -148,6 +165,8 @@ class GAN(pl.LightningModule):
         self.compile_mode = compile
         self._g_optimizer = g_optimizer
         self._d_optimizer = d_optimizer
+        self._g_lr_scheduler = g_lr_scheduler
+        self._d_lr_scheduler = d_lr_scheduler
 
     # ------------------------------------------------------------------ properties
     @property
@@ -186,13 +205,32 @@ class GAN(pl.LightningModule):
         return getattr(self, "_d_wrapped", None) or self.discriminator
 
     # ------------------------------------------------------------------ setup
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self._g_optimizer(self.generator.parameters()), self._d_optimizer(self.discriminator.parameters())]
+    def configure_optimizers(self) -> Any:
+        optimizers = [self._g_optimizer(self.generator.parameters()), self._d_optimizer(self.discriminator.parameters())]
+        if self._g_lr_scheduler is None and self._d_lr_scheduler is None:
+            return optimizers
+        # Manual optimization: Lightning saves and restores the schedulers; training_step steps them.
+        schedulers = []
+        for make, opt, role in zip((self._g_lr_scheduler, self._d_lr_scheduler), optimizers, ("g", "d")):
+            if make is None:
+                continue
+            scheduler = make(opt)
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                raise UserError(f"model.{role}_lr_scheduler: ReduceLROnPlateau needs a monitored metric each step; "
+                                "use a step-based schedule (e.g. CosineAnnealingLR, LinearLR)")
+            schedulers.append({"scheduler": scheduler, "interval": "step", "name": f"lr-{role}"})
+        return optimizers, schedulers
 
     def configure_model(self) -> None:
         if self.compile_mode != "none" and not getattr(self, "_compiled", False):
             # In place (nn.Module.compile): parameter names and checkpoints stay those of the plain networks.
-            for net in (self.generator, self.discriminator):
+            nets = [self.generator, self.discriminator]
+            if self.gp_weight > 0 or self.r1_weight > 0:
+                # The penalties differentiate D's gradient again; compiled graphs have no double backward.
+                rank_zero_warn("model.compile: the discriminator stays uncompiled with gp_weight/r1_weight "
+                               "(torch.compile has no double backward); the generator is compiled")
+                nets = nets[:1]
+            for net in nets:
                 net.compile(mode=self.compile_mode)
             self._compiled = True
 
@@ -291,7 +329,8 @@ class GAN(pl.LightningModule):
             penalty = penalty + 0.5 * self.r1_weight * r1_penalty(real_logits, real)
         if self.gp_weight > 0:
             eps = self.interpolation_weights(real.shape[0])
-            penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y)[0], real, fake, eps)
+            with spectral_norm_frozen(self.discriminator):
+                penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y)[0], real, fake, eps)
         return real_logits, penalty
 
     def _optimizer_step(self, optimizer: Any, loss: Tensor, counts: bool) -> None:
@@ -313,7 +352,8 @@ class GAN(pl.LightningModule):
         fake = fake.detach()
         if self.d_step_mode == "joint":
             real_logits, penalty = self._penalties(d_net, real, y_real, fake)
-            fake_logits, fake_aux = self._d(d_net, fake, y_fake)
+            with spectral_norm_frozen(self.discriminator):
+                fake_logits, fake_aux = self._d(d_net, fake, y_fake)
             loss_real, loss_fake = self.loss.d_real(real_logits), self.loss.d_fake(fake_logits)
             self._optimizer_step(opt_d, loss_real + loss_fake + penalty + self._aux_loss(fake_aux, y_fake), counts=False)
         else:
@@ -359,6 +399,7 @@ class GAN(pl.LightningModule):
             stats = self.d_phase(real, y_real, fake, y_fake)
         g_loss = self.g_phase(fake, y_fake)
         self.update_ema()
+        self._step_schedulers()
         trainer = self.trainer
         # Lightning writes logged values only every log_every_n_steps; logging on the other steps is overhead.
         if trainer.fast_dev_run or self.global_step % max(1, trainer.log_every_n_steps) == 0 \
@@ -382,6 +423,13 @@ class GAN(pl.LightningModule):
 
     # ------------------------------------------------------------------ EMA
     @torch.no_grad()
+    def _step_schedulers(self) -> None:
+        if self._g_lr_scheduler is None and self._d_lr_scheduler is None:
+            return
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
+
     def update_ema(self) -> None:
         if self.generator_ema is None:
             return

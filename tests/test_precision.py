@@ -63,3 +63,52 @@ def test_unknown_compile_mode_is_refused():
 
     with pytest.raises(UserError, match="model.compile"):
         _tiny_gan(compile="fastest")
+
+
+def _resnet_gan(**kwargs) -> GAN:
+    from gan_lightning.nets import ResNetDiscriminator, ResNetGenerator
+
+    torch.manual_seed(0)
+    g = ResNetGenerator(latent_dim=8, channels=1, image_size=28, ngf=8)
+    d = ResNetDiscriminator(channels=1, image_size=28, ndf=8)  # spectral norm on every layer
+    return GAN(g, d, loss="hinge", **kwargs)
+
+
+def _image_batches(n: int = 32, batch: int = 8):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    return DataLoader(TensorDataset(torch.rand(n, 1, 28, 28) * 2 - 1), batch_size=batch, drop_last=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", [{}, {"r1_weight": 1.0}])
+def test_compiled_spectral_norm_resnet_trains(make_trainer, penalty):
+    # Several D calls per D step under a compiled spectral-norm D: the power iteration must not mutate tensors
+    # the compiled graph saved for its backward. With a penalty (double backward) D stays uncompiled.
+    model = _resnet_gan(compile="default", **penalty)
+    d0 = [p.detach().clone() for p in model.discriminator.parameters()]
+    trainer = make_trainer(max_steps=2)
+    trainer.fit(model, _image_batches())
+    assert trainer.global_step == 2
+    assert model.generator._compiled_call_impl is not None
+    assert (model.discriminator._compiled_call_impl is not None) == (not penalty)
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters()))
+
+
+def test_spectral_norm_advances_once_per_d_step(make_trainer):
+    # Joint D step with a gradient penalty: D is called on real, fake and interpolated samples, and the G phase
+    # calls it again; only the first call of each D step advances the power iteration.
+    model = _resnet_gan(gp_weight=1.0, n_critic=2)
+    sn = next(m for m in model.discriminator.modules() if type(m).__name__ == "_SpectralNorm")
+    calls = []
+    original = sn._power_method
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    sn._power_method = counted
+    trainer = make_trainer(max_steps=3)
+    trainer.fit(model, _image_batches(n=48, batch=16))
+    assert trainer.global_step == 3
+    assert len(calls) == 3 * 2  # n_critic D steps per G step, one advance each

@@ -86,3 +86,43 @@ def test_batch_too_small_for_n_critic_is_a_user_error(make_trainer):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=2)
     with pytest.raises(UserError, match="n_critic=3"):
         make_trainer(1).fit(tiny_gan(n_critic=3), train_dataloaders=loader)
+
+
+def test_lr_schedulers_step_once_per_generator_step(make_trainer, tmp_path):
+    """Linear decay over 6 G steps with n_critic=3: both learning rates follow G iterations, not D steps, and the
+    schedulers' state is in the checkpoint."""
+    from functools import partial
+
+    decay = partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.0, total_iters=6)
+    model = tiny_gan(
+        n_critic=3,
+        g_optimizer=partial(torch.optim.Adam, lr=1e-3),
+        d_optimizer=partial(torch.optim.Adam, lr=4e-3),
+        g_lr_scheduler=decay,
+        d_lr_scheduler=decay,
+    )
+    seen = []
+
+    class Rates(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append([opt.param_groups[0]["lr"] for opt in trainer.optimizers])
+
+    trainer = make_trainer(4, callbacks=[Rates()], enable_checkpointing=True)
+    trainer.fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    expected = [[1e-3 * (1 - s / 6), 4e-3 * (1 - s / 6)] for s in range(4)]
+    assert len(seen) == 4
+    for rates, want in zip(seen, expected):
+        assert rates == pytest.approx(want)
+    ckpt = torch.load(trainer.checkpoint_callback.best_model_path or trainer.checkpoint_callback.last_model_path,
+                      weights_only=False)
+    assert [state["last_epoch"] for state in ckpt["lr_schedulers"]] == [4, 4]
+
+
+def test_plateau_scheduler_is_a_user_error(make_trainer):
+    from functools import partial
+
+    from gan_lightning.errors import UserError
+
+    model = tiny_gan(d_lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau))
+    with pytest.raises(UserError, match="model.d_lr_scheduler"):
+        make_trainer(1).fit(model, datamodule=ToyDataModule(num_samples=64, batch_size=BATCH))
