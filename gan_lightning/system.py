@@ -215,6 +215,11 @@ class GAN(pl.LightningModule):
             if make is None:
                 continue
             scheduler = make(opt)
+            if getattr(scheduler, "total_steps", 0) is None:  # e.g. LinearDecay: the run's length
+                if self.trainer.max_steps < 1:
+                    raise UserError(f"model.{role}_lr_scheduler: total_steps is unset and trainer.max_steps is not "
+                                    "given; set one of them")
+                scheduler.total_steps = self.trainer.max_steps
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 raise UserError(f"model.{role}_lr_scheduler: ReduceLROnPlateau needs a monitored metric each step; "
                                 "use a step-based schedule (e.g. CosineAnnealingLR, LinearLR)")
@@ -421,8 +426,7 @@ class GAN(pl.LightningModule):
         if self.gp_weight > 0 or self.r1_weight > 0 or self.aux_weight > 0:
             self.log("train/d_penalty", stats["d_penalty"], on_step=True, on_epoch=False)
 
-    # ------------------------------------------------------------------ EMA
-    @torch.no_grad()
+    # ------------------------------------------------------------------ schedules and EMA
     def _step_schedulers(self) -> None:
         if self._g_lr_scheduler is None and self._d_lr_scheduler is None:
             return
@@ -430,6 +434,7 @@ class GAN(pl.LightningModule):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
 
+    @torch.no_grad()
     def update_ema(self) -> None:
         if self.generator_ema is None:
             return

@@ -126,3 +126,62 @@ def test_plateau_scheduler_is_a_user_error(make_trainer):
     model = tiny_gan(d_lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau))
     with pytest.raises(UserError, match="model.d_lr_scheduler"):
         make_trainer(1).fit(model, datamodule=ToyDataModule(num_samples=64, batch_size=BATCH))
+
+
+@pytest.mark.parametrize("ema_start", [0, 2])
+def test_ema_generator_follows_its_formula(make_trainer, ema_start):
+    """EMA_t = decay * EMA_{t-1} + (1 - decay) * G_t after each G step t > ema_start (a copy of G before), and
+    the EMA weights stay plain tensors outside autograd."""
+    decay = 0.75
+    model = tiny_gan(ema_decay=decay, ema_start=ema_start)
+    expected = [p.detach().clone() for p in model.generator.parameters()]
+
+    class Follow(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            for e, p in zip(expected, pl_module.generator.parameters()):
+                if trainer.global_step <= ema_start:
+                    e.copy_(p.detach())
+                else:
+                    e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+    # The check runs after the module's own update (callbacks follow training_step).
+    trainer = make_trainer(4, callbacks=[Follow()])
+    trainer.fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    ema = list(model.generator_ema.parameters())
+    for e, p in zip(expected, ema):
+        torch.testing.assert_close(p, e)
+        assert p.is_leaf and p.grad_fn is None and not p.requires_grad
+    assert any(not torch.equal(p, g) for p, g in zip(ema, model.generator.parameters()))
+
+
+def test_linear_decay_schedule():
+    from gan_lightning.errors import UserError
+    from gan_lightning.schedules import LinearDecay
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    schedule = LinearDecay(opt, total_steps=10, decay_start=0.6)
+    rates = []
+    for _ in range(12):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert rates == pytest.approx([0.5] * 7 + [0.375, 0.25, 0.125, 0.0, 0.0])
+    with pytest.raises(UserError, match="decay_start"):
+        LinearDecay(opt, total_steps=10, decay_start=1.0)
+
+
+def test_linear_decay_defaults_to_the_runs_max_steps(make_trainer):
+    from functools import partial
+
+    from gan_lightning.schedules import LinearDecay
+
+    model = tiny_gan(g_optimizer=partial(torch.optim.SGD, lr=0.1), g_lr_scheduler=partial(LinearDecay, decay_start=0.5))
+    seen = []
+
+    class Rates(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    make_trainer(4, callbacks=[Rates()]).fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    assert seen == pytest.approx([0.1, 0.1, 0.1, 0.05])
+    assert model.lr_schedulers().total_steps == 4
