@@ -3,8 +3,8 @@
 All three run the same math on the same networks and data: a class-conditional DCGAN (conditional BN in G,
 spectral-norm projection D, hinge loss, Adam, EMA of G) on the embedded MNIST subset held in memory.
 
-- ``plain``: a hand-written PyTorch loop — one G forward per iteration, D step on detached fakes, G step
-  through D with D's parameters frozen; no logging. The reference (1.00).
+- ``plain``: a hand-written PyTorch loop — one G forward per iteration, D step on detached fakes (spectral
+  norm advanced once per D step), G step through D with D's parameters frozen; no logging. The reference (1.00).
 - ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.system.GAN`` with its step logging on, progress bar
   and checkpoints off.
 - ``lightning_usual``: the pattern of Lightning's GAN example — ``toggle_optimizer``, G step first, then a D
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
 from gan_lightning.data import EmbeddedMNIST
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator
-from gan_lightning.system import GAN, held_fixed
+from gan_lightning.system import GAN, held_fixed, spectral_norm_frozen
 
 
 def nets(seed: int = 0):
@@ -69,7 +69,10 @@ def run_plain(steps: int, warmup: int, batch: int) -> float:
         z = torch.randn(len(x), 64)
         y_fake = torch.randint(0, 10, (len(x),))
         fake = g(z, y_fake)
-        loss_d = F.relu(1 - d(x, y)).mean() + F.relu(1 + d(fake.detach(), y_fake)).mean()
+        real_logits = d(x, y)
+        with spectral_norm_frozen(d):  # one power iteration per D step, as gan_lightning does
+            fake_logits = d(fake.detach(), y_fake)
+        loss_d = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
