@@ -10,7 +10,7 @@ spectral-norm projection D, hinge loss, Adam, EMA of G) on the embedded MNIST su
 - ``lightning_usual``: the pattern of Lightning's GAN example — ``toggle_optimizer``, G step first, then a D
   step that generates the fakes a second time.
 
-Rounds alternate between the variants; each variant's time is the median over rounds of the seconds per
+Rounds alternate between the variants (in a rotating order); each variant's time is the median over rounds of the seconds per
 iteration after warm-up. Ratios are speeds relative to ``plain`` (higher is faster; target for gan_lightning
 >= 0.95).
 
@@ -168,9 +168,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for _ in range(args.rounds):
-        for name, fn in VARIANTS.items():
-            times[name].append(fn(args.steps, args.warmup, args.batch))
+    names = list(VARIANTS)
+    for r in range(args.rounds):
+        # Rotate the order each round, so that no variant always runs first or after the same one.
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(VARIANTS[name](args.steps, args.warmup, args.batch))
     ref = statistics.median(times["plain"])
     print(f"\nstep speed: class-conditional DCGAN on embedded MNIST, batch {args.batch}, {args.steps} timed "
           f"iterations after {args.warmup} warm-up, {args.rounds} rounds, {args.threads} thread(s)\n")
