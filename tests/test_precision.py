@@ -112,3 +112,31 @@ def test_spectral_norm_advances_once_per_d_step(make_trainer):
     trainer.fit(model, _image_batches(n=48, batch=16))
     assert trainer.global_step == 3
     assert len(calls) == 3 * 2  # n_critic D steps per G step, one advance each
+
+
+@pytest.mark.parametrize("penalty", [{}, {"r1_weight": 1.0}])
+def test_16_mixed_steps_every_optimizer_through_the_grad_scaler(make_trainer, penalty):
+    # 16-mixed as on a GPU, with a GradScaler (here the CPU one): every D and G step goes through scaler.step,
+    # only G steps count, and both networks train with finite float32 master weights.
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    model = _tiny_gan(n_critic=2, **penalty)
+    g0 = [p.detach().clone() for p in model.generator.parameters()]
+    d0 = [p.detach().clone() for p in model.discriminator.parameters()]
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    stepped = []
+    original = scaler.step
+
+    def step(optimizer, *args, **kwargs):
+        stepped.append(optimizer)
+        return original(optimizer, *args, **kwargs)
+
+    scaler.step = step
+    trainer = make_trainer(max_steps=3, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    trainer.fit(model, ToyDataModule(num_samples=512, batch_size=32))
+    opt_g, opt_d = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers)
+    assert trainer.global_step == 3
+    assert [o is opt_d for o in stepped] == [True, True, False] * 3
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, model.discriminator.parameters()))
