@@ -23,6 +23,7 @@ from torch import Tensor
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
+from gan_lightning.conditioning import AuxiliaryClassifier, LabelConcat
 from gan_lightning.data import ToyDataModule
 from gan_lightning.data.base import GANDataModule, InMemory, _identity
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
@@ -101,6 +102,7 @@ class GlobalNoiseGAN(GAN):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         self._z_calls = 0
+        self._y_calls = 0
         self._eps_calls = 0
         return super().training_step(batch, batch_idx)
 
@@ -117,6 +119,15 @@ class GlobalNoiseGAN(GAN):
         i = self._z_calls
         self._z_calls += 1
         rows = torch.randn((n * world, self.latent_dim), generator=_stream(self.global_step, i, 0))
+        return rows[rank::world].to(self.device if device is None else device)
+
+    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Optional[Tensor]:
+        if self.condition != "label" or generator is not None or getattr(self, "_y_calls", None) is None:
+            return super().sample_labels(n, generator, device)
+        world, rank = self._world()
+        i = self._y_calls
+        self._y_calls += 1
+        rows = torch.randint(0, self.num_classes, (n * world,), generator=_stream(self.global_step, i, 2))
         return rows[rank::world].to(self.device if device is None else device)
 
     def interpolation_weights(self, n: int) -> Tensor:
@@ -150,12 +161,17 @@ def mlp_gan(
     hidden: int = 16,
     seed: int = 0,
     optimizer: str = "adam",
+    aux_classes: int = 0,
     **kwargs: Any,
 ) -> GAN:
-    """A small toy MLP GAN with a seeded initialisation (the same weights in every run with the same seed)."""
+    """A small toy MLP GAN with a seeded initialisation (the same weights in every run with the same seed);
+    with ``aux_classes = K`` an AC-GAN: labels concatenated to G's noise, D with an auxiliary classifier."""
     torch.manual_seed(seed)
-    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[hidden, hidden], norm=g_norm)
-    d = MLPDiscriminator(in_shape=[2], hidden=[hidden, hidden], maxout_pieces=3, norm=d_norm)
+    cond = dict(num_classes=aux_classes) if aux_classes else {}
+    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[hidden, hidden], norm=g_norm,
+                     **cond, **(dict(conditioning=LabelConcat()) if aux_classes else {}))
+    d = MLPDiscriminator(in_shape=[2], hidden=[hidden, hidden], maxout_pieces=3, norm=d_norm,
+                         **cond, **(dict(conditioning=AuxiliaryClassifier()) if aux_classes else {}))
     return cls(g, d, g_optimizer=_optimizer(optimizer), d_optimizer=_optimizer(optimizer), **kwargs)
 
 

@@ -99,6 +99,10 @@ EQUIVALENCE = {
     "ncritic2": (dict(loss="non_saturating", n_critic=2), "none", "sgd"),
     "wgan-gp": (dict(loss="wasserstein", gp_weight=10.0), "none", "sgd"),
     "ncritic2-gp-split": (dict(loss="wasserstein", gp_weight=10.0, n_critic=2, d_step="split"), "spectral", "adam"),
+    # R1 (double backward), an auxiliary classifier on the ring's 8 modes, and gradient clipping: 0.07 clips D's
+    # gradient (norm ~1.1-1.5) at every step and G's (~0.06-0.13) at most, so clipping must see synchronised
+    # gradients for the runs to agree.
+    "r1-aux-clip": (dict(loss="non_saturating", r1_weight=1.0, grad_clip_norm=0.07, aux_classes=8), "none", "sgd"),
 }
 EQ_STEPS, EQ_BATCH, ATOL = 5, 8, 1e-5
 
@@ -110,9 +114,13 @@ def equivalence_runs(root: Path, name: str) -> tuple[list[dict], dict]:
         return H.mlp_gan(cls=H.GlobalNoiseGAN, g_norm="none", d_norm=d_norm, optimizer=optimizer, ema_decay=0.8,
                          **options)
 
-    two = fit_ranks(root / "two", model(), H.OrderedToy(num_samples=512, batch_size=EQ_BATCH), EQ_STEPS)
-    (one,) = fit_ranks(root / "one", model(), H.OrderedToy(num_samples=512, batch_size=WORLD * EQ_BATCH),
-                       EQ_STEPS, devices=1)
+    def data(batch_size: int) -> H.OrderedToy:
+        dm = H.OrderedToy(num_samples=512, batch_size=batch_size)
+        dm.num_classes = options.get("aux_classes", 0)  # the labels are the ring's mode indices
+        return dm
+
+    two = fit_ranks(root / "two", model(), data(EQ_BATCH), EQ_STEPS)
+    (one,) = fit_ranks(root / "one", model(), data(WORLD * EQ_BATCH), EQ_STEPS, devices=1)
     return two, one
 
 
@@ -152,11 +160,11 @@ def test_two_processes_match_one_process_with_double_batch(equivalence, name):
     assert_equivalent(*equivalence(name))
 
 
-@pytest.mark.parametrize("name", ["ncritic2", "wgan-gp", "ncritic2-gp-split"])
-def test_equivalence_with_n_critic_and_gradient_penalty(equivalence, name):
+@pytest.mark.parametrize("name", ["ncritic2", "wgan-gp", "ncritic2-gp-split", "r1-aux-clip"])
+def test_equivalence_with_n_critic_penalties_aux_classifier_and_clipping(equivalence, name):
     """The same equivalence with n_critic=2 (each rank's k-th D-step chunk is the interleaved half of the
-    one-process k-th chunk), with WGAN-GP (interpolation weights keyed by global position), and both together
-    with split D steps and spectral norm."""
+    one-process k-th chunk), with WGAN-GP (interpolation weights keyed by global position), both together
+    with split D steps and spectral norm, and R1 with an auxiliary classifier and gradient clipping."""
     assert_equivalent(*equivalence(name))
 
 

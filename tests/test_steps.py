@@ -185,3 +185,20 @@ def test_linear_decay_defaults_to_the_runs_max_steps(make_trainer):
     make_trainer(4, callbacks=[Rates()]).fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
     assert seen == pytest.approx([0.1, 0.1, 0.1, 0.05])
     assert model.lr_schedulers().total_steps == 4
+
+
+def test_grad_clip_norm_bounds_each_networks_update():
+    """With SGD at lr 1, one iteration moves each network by exactly its clipped gradient: norm = grad_clip_norm
+    (the unclipped gradients are far larger)."""
+    from functools import partial
+
+    clip = 1e-3
+    model = tiny_gan(grad_clip_norm=clip, g_optimizer=partial(torch.optim.SGD, lr=1.0),
+                     d_optimizer=partial(torch.optim.SGD, lr=1.0))
+    before = {n: [p.detach().clone() for p in getattr(model, n).parameters()] for n in ("generator", "discriminator")}
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=ToyDataModule(num_samples=64, batch_size=BATCH))
+    for name, old in before.items():
+        delta = torch.cat([(p.detach() - o).flatten() for p, o in zip(getattr(model, name).parameters(), old)])
+        assert delta.norm().item() == pytest.approx(clip, rel=1e-4), name
