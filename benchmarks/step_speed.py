@@ -10,8 +10,8 @@ spectral-norm projection D, hinge loss, Adam, EMA of G) on the embedded MNIST su
 - ``lightning_usual``: the pattern of Lightning's GAN example — ``toggle_optimizer``, G step first, then a D
   step that generates the fakes a second time.
 
-Rounds alternate between the variants (in a rotating order); each variant's time is the median over rounds of the seconds per
-iteration after warm-up. Ratios are speeds relative to ``plain`` (higher is faster; target for gan_lightning
+Rounds alternate between the variants (in a rotating order); each variant's time is the median over rounds of
+the seconds per iteration after warm-up. Ratios are speeds relative to ``plain`` (higher is faster; target for gan_lightning
 >= 0.95).
 
     .venv/bin/python benchmarks/step_speed.py [--steps 150] [--warmup 20] [--rounds 3] [--batch 64] [--threads 1]

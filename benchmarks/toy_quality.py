@@ -2,9 +2,9 @@
 
 For each data set (``ring``, ``grid``) and seed, runs ``experiments/toy_<data>.yaml`` exactly as committed::
 
-    python -m gan_lightning fit --config experiments/toy_<data>.yaml --seed_everything=S --wandb=disabled \
-        --run_dir=<tmp> --trainer.enable_progress_bar=false
+    python -m gan_lightning fit --config experiments/toy_<data>.yaml --seed_everything=S --wandb=offline --run_dir=<tmp>
 
+(what ``make train EXP=toy_<data>`` runs without a W&B account: progress bar and offline W&B run included),
 times it, reads ``<run_dir>/metrics.json`` (modes captured, % high quality, reverse KL on 2,500 samples) and
 prints a markdown table with a pass/fail against the targets:
 
@@ -45,9 +45,8 @@ def run_one(data: str, seed: int, run_dir: Path, python: str, extra: list[str]) 
         python, "-m", "gan_lightning", "fit",
         "--config", f"experiments/toy_{data}.yaml",
         f"--seed_everything={seed}",
-        "--wandb=disabled",
+        "--wandb=offline",
         f"--run_dir={run_dir}",
-        "--trainer.enable_progress_bar=false",
         *[f"--{kv}" for kv in extra],
     ]
     start = time.perf_counter()
