@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from gan_lightning.callbacks import DivergenceGuard
@@ -104,9 +104,13 @@ class GANCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        logger = self.config_init[self.subcommand].trainer.get("logger") if self.subcommand else None
+        trainer_init = self.config_init[self.subcommand].trainer if self.subcommand else self.config_init.trainer
+        logger = trainer_init.get("logger") if self.subcommand else None
         if logger in (None, True):
             kwargs["logger"] = self._default_logger(cfg)
+        if trainer_init.get("enable_progress_bar") is False and trainer_init.get("callbacks"):
+            # --trainer.enable_progress_bar=false wins over a progress bar an experiment configures.
+            trainer_init.callbacks = [c for c in trainer_init.callbacks if not isinstance(c, ProgressBar)]
         return super().instantiate_trainer(**kwargs)
 
     @staticmethod

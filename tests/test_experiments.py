@@ -132,3 +132,22 @@ def test_experiment_runs_with_fast_dev_run(path, tmp_path, monkeypatch, capsys, 
         assert 0 <= metrics["modes"] <= {"ring": 8, "grid": 25}[config["data"]["init_args"]["name"]]
     # Nothing escaped the run directory.
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run"] + (["cifar"] if (tmp_path / "cifar").exists() else []))
+
+
+@pytest.mark.parametrize("enable", [True, False])
+def test_configured_progress_bar_and_its_off_switch(tmp_path, monkeypatch, enable):
+    """The toy experiments refresh their progress bar every 50 steps; --trainer.enable_progress_bar=false still
+    turns it off instead of clashing with the configured bar."""
+    from lightning.pytorch.callbacks import ProgressBar
+
+    from gan_lightning.cli import GANCLI
+
+    monkeypatch.chdir(tmp_path)
+    cli = GANCLI(args=["--config", str(REPO / "experiments" / "toy_ring.yaml"), "--wandb=disabled",
+                       f"--run_dir={tmp_path / 'run'}", f"--trainer.enable_progress_bar={str(enable).lower()}"],
+                 run=False)
+    bars = [c for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
+    if enable:
+        assert len(bars) == 1 and bars[0].refresh_rate == 50
+    else:
+        assert bars == [] and cli.trainer.progress_bar_callback is None
