@@ -167,11 +167,10 @@ def mlp_gan(
     """A small toy MLP GAN with a seeded initialisation (the same weights in every run with the same seed);
     with ``aux_classes = K`` an AC-GAN: labels concatenated to G's noise, D with an auxiliary classifier."""
     torch.manual_seed(seed)
-    cond = dict(num_classes=aux_classes) if aux_classes else {}
-    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[hidden, hidden], norm=g_norm,
-                     **cond, **(dict(conditioning=LabelConcat()) if aux_classes else {}))
-    d = MLPDiscriminator(in_shape=[2], hidden=[hidden, hidden], maxout_pieces=3, norm=d_norm,
-                         **cond, **(dict(conditioning=AuxiliaryClassifier()) if aux_classes else {}))
+    g_labels = dict(num_classes=aux_classes, conditioning=LabelConcat()) if aux_classes else {}
+    d_labels = dict(num_classes=aux_classes, conditioning=AuxiliaryClassifier()) if aux_classes else {}
+    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[hidden, hidden], norm=g_norm, **g_labels)
+    d = MLPDiscriminator(in_shape=[2], hidden=[hidden, hidden], maxout_pieces=3, norm=d_norm, **d_labels)
     return cls(g, d, g_optimizer=_optimizer(optimizer), d_optimizer=_optimizer(optimizer), **kwargs)
 
 
