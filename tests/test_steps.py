@@ -7,6 +7,7 @@ counted, whichever path (Lightning's optimizer wrapper or the strategy directly)
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import lightning.pytorch as pl
 import pytest
@@ -91,8 +92,6 @@ def test_batch_too_small_for_n_critic_is_a_user_error(make_trainer):
 def test_lr_schedulers_step_once_per_generator_step(make_trainer, tmp_path):
     """Linear decay over 6 G steps with n_critic=3: both learning rates follow G iterations, not D steps, and the
     schedulers' state is in the checkpoint."""
-    from functools import partial
-
     decay = partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.0, total_iters=6)
     model = tiny_gan(
         n_critic=3,
@@ -119,8 +118,6 @@ def test_lr_schedulers_step_once_per_generator_step(make_trainer, tmp_path):
 
 
 def test_plateau_scheduler_is_a_user_error(make_trainer):
-    from functools import partial
-
     from gan_lightning.errors import UserError
 
     model = tiny_gan(d_lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau))
@@ -171,8 +168,6 @@ def test_linear_decay_schedule():
 
 
 def test_linear_decay_defaults_to_the_runs_max_steps(make_trainer):
-    from functools import partial
-
     from gan_lightning.schedules import LinearDecay
 
     model = tiny_gan(g_optimizer=partial(torch.optim.SGD, lr=0.1), g_lr_scheduler=partial(LinearDecay, decay_start=0.5))
@@ -190,8 +185,6 @@ def test_linear_decay_defaults_to_the_runs_max_steps(make_trainer):
 def test_grad_clip_norm_bounds_each_networks_update():
     """With SGD at lr 1, one iteration moves each network by exactly its clipped gradient: norm = grad_clip_norm
     (the unclipped gradients are far larger)."""
-    from functools import partial
-
     clip = 1e-3
     model = tiny_gan(grad_clip_norm=clip, g_optimizer=partial(torch.optim.SGD, lr=1.0),
                      d_optimizer=partial(torch.optim.SGD, lr=1.0))
