@@ -1,6 +1,6 @@
 """Callbacks: sample grids to disk and W&B, image metrics (FID, ...), toy mode coverage, a divergence guard.
 
-Cadences count generator iterations (``trainer.global_step``), SPEC §6. Sampling uses the EMA generator when
+Cadences count generator iterations (``trainer.global_step``). Sampling uses the EMA generator when
 the model has one, with fixed noise, so successive grids show the same latent points.
 """
 
@@ -25,6 +25,18 @@ from gan_lightning.sampling import draw, save_grid, save_scatter
 
 def _due(trainer: pl.Trainer, every: int) -> bool:
     return every > 0 and trainer.global_step > 0 and trainer.global_step % every == 0
+
+
+def _real_fn(datamodule: Any):
+    """``real(n)``: ``n`` real training samples (a fixed seeded subset, cycled), or None without a data module."""
+    if datamodule is None or not hasattr(datamodule, "real_samples"):
+        return None
+
+    def real(n: int) -> torch.Tensor:
+        x, _ = datamodule.real_samples(n)
+        return x[torch.arange(n) % len(x)]
+
+    return real
 
 
 def _wandb(trainer: pl.Trainer):
@@ -67,21 +79,17 @@ class SampleGrid(pl.Callback):
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"step_{trainer.global_step:06d}.png")
         datamodule = getattr(trainer, "datamodule", None)
+        conditioning = pl_module.conditioning
+        real = _real_fn(datamodule)
         if not pl_module.generator.is_image:
-            save_scatter(draw(pl_module, self.num_points, seed=self.seed), path, getattr(datamodule, "modes", None))
-        elif pl_module.condition == "spatial":
-            # First row: real images; second: their condition maps; then samples drawn from each map.
-            real, _ = datamodule.real_samples(self.per_row)
-            maps = pl_module.generator.conditioning.condition_from(real)
-            shown = torch.nn.functional.interpolate(maps, size=real.shape[-2:], mode="nearest").expand_as(real)
-            samples = draw(pl_module, self.per_row * self.rows, seed=self.seed, labels=maps.repeat(self.rows, 1, 1, 1))
-            save_grid(torch.cat([real, shown, samples]), path, nrow=self.per_row)
+            points = draw(pl_module, self.num_points, seed=self.seed, labels=conditioning.conditions(self.num_points, real))
+            save_scatter(points, path, getattr(datamodule, "modes", None))
         else:
-            labels = None
-            if pl_module.condition == "label":
-                labels = torch.arange(pl_module.num_classes).repeat_interleave(self.per_row)
-            n = len(labels) if labels is not None else self.per_row * self.rows
-            save_grid(draw(pl_module, n, seed=self.seed, labels=labels), path, nrow=self.per_row)
+            # The conditioning module lays the grid out: one row per class, or real images, their conditions and
+            # samples drawn from them, or plain rows of samples.
+            images, nrow = conditioning.grid(lambda n, c: draw(pl_module, n, seed=self.seed, labels=c), real,
+                                             self.per_row, self.rows)
+            save_grid(images, path, nrow=nrow)
         self.written.append(path)
         logger = _wandb(trainer)
         if logger is not None:
@@ -89,7 +97,7 @@ class SampleGrid(pl.Callback):
 
 
 class ToyMetrics(pl.Callback):
-    """Mode coverage (SPEC §7) of ``num_samples`` toy samples every ``every_n_steps`` generator steps and at the
+    """Mode coverage (PacGAN protocol) of ``num_samples`` toy samples every ``every_n_steps`` generator steps and at the
     end, logged as ``val/modes``, ``val/high_quality``, ``val/reverse_kl``; the final values are also written to
     ``<run dir>/metrics.json``. Needs a data module with ``modes`` and ``sigma`` (``ToyDataModule``)."""
 
@@ -101,7 +109,8 @@ class ToyMetrics(pl.Callback):
         datamodule = getattr(trainer, "datamodule", None)
         if not hasattr(datamodule, "modes"):
             raise UserError("ToyMetrics: the data module has no toy modes; use it with gan_lightning.data.ToyDataModule")
-        points = draw(pl_module, self.num_samples, seed=self.seed)
+        conditions = pl_module.conditioning.conditions(self.num_samples, _real_fn(datamodule))
+        points = draw(pl_module, self.num_samples, seed=self.seed, labels=conditions)
         self.last = mode_coverage(points, datamodule.modes, datamodule.sigma)
         return self.last
 
@@ -117,9 +126,14 @@ class ToyMetrics(pl.Callback):
 
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> dict[str, float]:
-    """Log under ``val/`` at the current generator step."""
+    """Log under ``val/`` at the current generator step, and put the values where Lightning's callbacks read
+    them (``trainer.callback_metrics``), so ``ModelCheckpoint(monitor="val/fid", mode="min")`` keeps the best
+    checkpoint and ``EarlyStopping`` can watch FID."""
+    values = {f"val/{k}": v for k, v in metrics.items()}
     for logger in trainer.loggers:
-        logger.log_metrics({f"val/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+        logger.log_metrics(values, step=trainer.global_step)
+    for key, value in values.items():
+        trainer.callback_metrics[key] = torch.tensor(float(value))
     return metrics
 
 
@@ -173,13 +187,13 @@ class ImageMetrics(pl.Callback):
     def names(self, pl_module: Any) -> list[str]:
         if self.metrics is not None:
             return self.metrics
-        if pl_module.condition == "label":
+        if pl_module.conditioning.class_count > 0:
             return ["fid", "accuracy", "intra_fid"]
         return ["fid", "class_histogram"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        if pl_module.condition == "spatial" or not pl_module.generator.is_image:
-            raise UserError("ImageMetrics: needs an image model conditioned on labels or nothing; remove the callback")
+        if not pl_module.generator.is_image:
+            raise UserError("ImageMetrics: needs a model of images; use ToyMetrics for 2D points or remove the callback")
         self.extractor.prepare(pl_module.device)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: Any) -> dict[str, float]:

@@ -11,7 +11,7 @@ import torch
 from jsonargparse import ArgumentParser
 
 from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.sampling import draw, labels_for, save_grid, save_scatter, to_uint8
+from gan_lightning.sampling import draw, save_grid, save_scatter, to_uint8
 from gan_lightning.system import GAN
 
 
@@ -33,10 +33,8 @@ def load_gan(ckpt_path: str, device: str = "cpu") -> GAN:
     return model.eval()
 
 
-def condition_maps(model: GAN, path: Optional[str], n: int) -> torch.Tensor:
-    """The condition maps of the images in an .npz file, cycled to ``n``."""
-    if not path:
-        raise UserError("--condition_images: this model is conditioned on images; give an .npz of uint8 images (N, C, H, W)")
+def load_condition_images(path: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """uint8 images ``(N, *shape)`` from an .npz (array ``images`` or ``samples``), in data space [-1, 1]."""
     if not os.path.isfile(path):
         raise DataNotFound(f"--condition_images: no file at {path!r}")
     with np.load(path) as f:
@@ -44,26 +42,34 @@ def condition_maps(model: GAN, path: Optional[str], n: int) -> torch.Tensor:
         if key is None:
             raise UserError(f"--condition_images: {path!r} has no 'images' or 'samples' array")
         images = torch.from_numpy(f[key])
-    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != model.generator.out_shape:
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != tuple(shape):
         raise UserError(
-            f"--condition_images: expected uint8 images of shape (N, {', '.join(map(str, model.generator.out_shape))}), "
+            f"--condition_images: expected uint8 images of shape (N, {', '.join(map(str, shape))}), "
             f"got {images.dtype} {tuple(images.shape)}"
         )
-    x = images.float().div(127.5).sub(1.0)
-    maps = model.generator.conditioning.condition_from(x)
-    return maps[torch.arange(n) % len(maps)]
+    return images.float().div(127.5).sub(1.0)
+
+
+def real_from_checkpoint(ckpt_path: str, seed: int = 0):
+    """``real(n)``: ``n`` training samples of the data a checkpoint was trained on (a seeded subset, cycled)."""
+
+    def real(n: int) -> torch.Tensor:
+        x, _ = data_from_checkpoint(ckpt_path).real_samples(n, seed=seed)
+        return x[torch.arange(n) % len(x)]
+
+    return real
 
 
 def sample_main(argv: Sequence[str]) -> int:
     parser = ArgumentParser(prog="python -m gan_lightning sample", description="Draw samples from a trained GAN.")
     parser.add_argument("--ckpt_path", type=str, required=True, help="Checkpoint written by fit.")
     parser.add_argument("--num", type=int, default=1000, help="Number of samples.")
-    parser.add_argument("--out", type=str, required=True, help="Output .npz: samples (and labels when conditional).")
+    parser.add_argument("--out", type=str, required=True, help="Output .npz: samples (and labels or conditions).")
     parser.add_argument("--labels", type=Optional[list[int]], default=None,
-                        help="Class labels, cycled to --num (default: evenly over all classes).")
+                        help="Class-conditional models: class labels, cycled to --num (default: evenly over all classes).")
     parser.add_argument("--condition_images", type=Optional[str], default=None,
-                        help="Spatially conditioned models: .npz with uint8 images (N, C, H, W) under 'samples' or "
-                             "'images'; their maps are the conditions, cycled to --num.")
+                        help="Models conditioned on images: .npz with uint8 images (N, C, H, W) under 'samples' or "
+                             "'images'; their conditions are used, cycled to --num (default: training images).")
     parser.add_argument("--seed", type=int, default=0, help="Seed: sample i always gets the same noise.")
     parser.add_argument("--grid", type=Optional[str], default=None, help="Also write a PNG grid (scatter plot for 2D).")
     parser.add_argument("--batch_size", type=int, default=500, help="Samples per generator call.")
@@ -77,20 +83,15 @@ def sample_main(argv: Sequence[str]) -> int:
     if args.ema not in ("auto", "live"):
         raise UserError(f"--ema: must be 'auto' or 'live', got {args.ema!r}")
     model = load_gan(args.ckpt_path, args.device)
-    if model.condition == "spatial":
-        if args.labels:
-            raise UserError("--labels: this model is conditioned on images, not labels; give --condition_images")
-        labels = condition_maps(model, args.condition_images, args.num)
-    else:
-        if args.condition_images:
-            raise UserError("--condition_images: only for spatially conditioned models; drop it")
-        labels = labels_for(args.num, model.num_classes, args.labels)
-    samples = draw(model, args.num, seed=args.seed, labels=labels, batch_size=args.batch_size, ema=args.ema == "auto")
+    conditioning = model.conditioning
+    images = load_condition_images(args.condition_images, model.generator.out_shape) if args.condition_images else None
+    conditions = conditioning.sample_conditions(args.num, labels=args.labels, images=images,
+                                                real=real_from_checkpoint(args.ckpt_path, args.seed))
+    samples = draw(model, args.num, seed=args.seed, labels=conditions, batch_size=args.batch_size,
+                   ema=args.ema == "auto")
     out = {"samples": to_uint8(samples).numpy() if model.generator.is_image else samples.float().numpy()}
-    if labels is not None and model.condition == "label":
-        out["labels"] = labels.numpy().astype(np.int64)
-    elif labels is not None:
-        out["conditions"] = labels.numpy().astype(np.float32)
+    if conditions is not None:
+        out.update(conditioning.arrays(conditions))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out[:-4] + ".tmp.npz"
     np.savez(tmp, **out)
@@ -98,9 +99,10 @@ def sample_main(argv: Sequence[str]) -> int:
     if args.grid:
         if model.generator.is_image:
             n = min(args.num, 100)
-            if model.condition == "label":  # one row per class shown
-                order = torch.argsort(labels[:n], stable=True)
-                save_grid(samples[:n][order], args.grid, nrow=max(1, n // max(1, len(labels[:n].unique()))))
+            classes = conditioning.class_labels(conditions)
+            if classes is not None:  # one row per class shown
+                order = torch.argsort(classes[:n], stable=True)
+                save_grid(samples[:n][order], args.grid, nrow=max(1, n // max(1, len(classes[:n].unique()))))
             else:
                 save_grid(samples[:n], args.grid, nrow=10)
         else:
@@ -152,7 +154,7 @@ def _evaluate_worker(args, datamodule, extractor, out: dict) -> dict:
     else:
         model = load_gan(args.ckpt_path, device)
         gen = generated_features(model, extractor, args.num, args.seed, args.batch_size)
-        names = args.metrics or (["fid", "kid", "accuracy", "intra_fid"] if model.condition == "label"
+        names = args.metrics or (["fid", "kid", "accuracy", "intra_fid"] if model.conditioning.class_count > 0
                                  else ["fid", "kid", "class_histogram"])
     out.update(compute(names, gen, ref))
     return out
@@ -164,7 +166,7 @@ def _evaluate_rank(args, datamodule, extractor, base: dict, fabric) -> dict:
 
 
 def evaluate_main(argv: Sequence[str]) -> int:
-    """``python -m gan_lightning evaluate`` — SPEC §3, §7."""
+    """``python -m gan_lightning evaluate``: metrics of a checkpoint or a samples file, as JSON."""
     import json
 
     from gan_lightning.data.base import GANDataModule

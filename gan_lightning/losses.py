@@ -1,30 +1,40 @@
-"""GAN objectives and regularizers, found by name.
+"""GAN objectives: D's outputs in, the D-phase and G-phase losses out.
 
-A loss turns discriminator outputs into the D-phase terms (one on real samples, one on generated ones) and the
-G-phase loss. Logits are raw discriminator outputs of shape ``(N,)``.
+``model.loss`` takes a name from the table below or a ``class_path`` to any ``GANLoss`` subclass, defined in
+the package or in the user's own module::
 
-Add one with a decorator; a YAML then names it (``model.loss: my_loss``)::
-
-    @register_loss("my_loss")
     class MyLoss(GANLoss):
-        def d_real(self, real): ...
-        def d_fake(self, fake): ...
-        def g(self, fake): ...
+        def d_real(self, real): ...             # D's loss term on its scores of real samples
+        def d_fake(self, fake): ...             # ... and of generated samples
+        def g(self, fake, real=None): ...       # G's loss; ``real`` only when ``uses_real_in_g``
+
+Scores are raw discriminator outputs of shape ``(N,)``. A loss that pairs real and fake samples (such as the
+relativistic loss) overrides ``d(real, fake)`` instead, sets ``separable = False`` (it cannot be split into a
+real step and a fake step, ``d_step: split``) and ``uses_real_in_g = True`` (the G phase then also runs the
+held-fixed D on the real batch, without gradient).
+
+The gradient penalties and the auxiliary class loss are regularizers (``gan_lightning.regularizers``), not
+losses.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
 from gan_lightning.errors import UserError
 
 LOSSES: dict[str, type["GANLoss"]] = {}
 
+LossName = Literal["minimax", "non_saturating", "hinge", "wasserstein", "least_squares", "relativistic"]
+
 
 def register_loss(name: str) -> Callable[[type["GANLoss"]], type["GANLoss"]]:
+    """Give a loss class a short name for ``model.loss`` (a ``class_path`` works without one)."""
+
     def add(cls: type[GANLoss]) -> type[GANLoss]:
         LOSSES[name] = cls
         cls.name = name
@@ -33,26 +43,35 @@ def register_loss(name: str) -> Callable[[type["GANLoss"]], type["GANLoss"]]:
     return add
 
 
-def get_loss(name: str) -> "GANLoss":
-    if name not in LOSSES:
-        raise UserError(f"model.loss: unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    return LOSSES[name]()
+def get_loss(loss: "str | GANLoss") -> "GANLoss":
+    """A loss object from a name in ``LOSSES`` or an already built ``GANLoss``."""
+    if isinstance(loss, GANLoss):
+        return loss
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise UserError(f"model.loss: unknown loss {loss!r}; choose one of {sorted(LOSSES)} or give a class_path "
+                        "to a gan_lightning.losses.GANLoss subclass")
+    return LOSSES[loss]()
 
 
 class GANLoss:
-    """The D objective is ``d_real(D(x)) + d_fake(D(G(z)))``; G minimises ``g(D(G(z)))``."""
+    """The D objective is ``d(D(x), D(G(z)))``, by default ``d_real(D(x)) + d_fake(D(G(z)))``; G minimises
+    ``g(D(G(z)), D(x))``."""
 
     name: str = ""
     #: Whether D's output is a logit of "real", so that ``sigmoid`` gives D(x) as a probability.
     probabilistic: bool = False
+    #: Whether ``d`` is ``d_real + d_fake`` (needed by ``d_step: split``).
+    separable: bool = True
+    #: Whether ``g`` needs D's scores on the real batch.
+    uses_real_in_g: bool = False
 
     def d_real(self, real: Tensor) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no separate real-sample term; use d_step: joint")
 
     def d_fake(self, fake: Tensor) -> Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no separate fake-sample term; use d_step: joint")
 
-    def g(self, fake: Tensor) -> Tensor:
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
         raise NotImplementedError
 
     def d(self, real: Tensor, fake: Tensor) -> Tensor:
@@ -61,6 +80,9 @@ class GANLoss:
     def readout(self, logits: Tensor) -> Tensor:
         """D's output as logged in ``train/d_real`` and ``train/d_fake``: a probability where the loss has one."""
         return torch.sigmoid(logits) if self.probabilistic else logits
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 @register_loss("minimax")
@@ -75,7 +97,7 @@ class MinimaxLoss(GANLoss):
     def d_fake(self, fake: Tensor) -> Tensor:
         return F.softplus(fake).mean()  # -log(1 - sigmoid(fake))
 
-    def g(self, fake: Tensor) -> Tensor:
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
         return -F.softplus(fake).mean()  # log(1 - sigmoid(fake))
 
 
@@ -83,7 +105,7 @@ class MinimaxLoss(GANLoss):
 class NonSaturatingLoss(MinimaxLoss):
     """Same D; G maximises log D(G(z)) instead, which has strong gradients early in training."""
 
-    def g(self, fake: Tensor) -> Tensor:
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
         return F.softplus(-fake).mean()  # -log sigmoid(fake)
 
 
@@ -97,13 +119,13 @@ class HingeLoss(GANLoss):
     def d_fake(self, fake: Tensor) -> Tensor:
         return F.relu(1.0 + fake).mean()
 
-    def g(self, fake: Tensor) -> Tensor:
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
         return -fake.mean()
 
 
 @register_loss("wasserstein")
 class WassersteinLoss(GANLoss):
-    """Arjovsky et al. 2017; pair it with ``gp_weight`` (Gulrajani et al. 2017, weight 10)."""
+    """Arjovsky et al. 2017; pair it with the ``GradientPenalty`` regularizer (Gulrajani et al. 2017, weight 10)."""
 
     def d_real(self, real: Tensor) -> Tensor:
         return -real.mean()
@@ -111,7 +133,7 @@ class WassersteinLoss(GANLoss):
     def d_fake(self, fake: Tensor) -> Tensor:
         return fake.mean()
 
-    def g(self, fake: Tensor) -> Tensor:
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
         return -fake.mean()
 
 
@@ -125,29 +147,25 @@ class LeastSquaresLoss(GANLoss):
     def d_fake(self, fake: Tensor) -> Tensor:
         return 0.5 * fake.pow(2).mean()
 
-    def g(self, fake: Tensor) -> Tensor:
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
         return 0.5 * (fake - 1.0).pow(2).mean()
 
 
-def input_gradient_sq_norm(outputs: Tensor, inputs: Tensor) -> Tensor:
-    """Per-sample squared L2 norm of d(sum outputs)/d(inputs), shape ``(N,)``, kept differentiable."""
-    (grad,) = torch.autograd.grad(outputs.sum(), inputs, create_graph=True)
-    return grad.flatten(1).pow(2).sum(1)
+@register_loss("relativistic")
+class RelativisticLoss(GANLoss):
+    """The relativistic pairing loss of R3GAN (Huang et al. 2024, "The GAN is dead; long live the GAN!"),
+    after Jolicoeur-Martineau 2018: each real sample is paired with a generated one and D is asked by how much it
+    prefers the real one: ``L_D = E[softplus(D(G(z)) - D(x))]``, ``L_G = E[softplus(D(x) - D(G(z)))]``. R3GAN
+    pairs it with R1 and R2 (``gan_lightning.regularizers``). Needs ``d_step: joint``. D's raw scores are logged
+    (a sigmoid of one score alone is not a probability here; ``sigmoid(D(x) - D(G(z)))`` would be)."""
 
+    separable = False
+    uses_real_in_g = True
 
-def gradient_penalty(
-    discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor | None = None
-) -> Tensor:
-    """WGAN-GP: E[(||grad_x D(x_hat)||_2 - 1)^2] on interpolates ``x_hat = eps * real + (1 - eps) * fake``,
-    ``eps ~ U(0, 1)`` per sample unless given (shape ``(N,)``)."""
-    if eps is None:
-        eps = torch.rand(real.shape[0], device=real.device, dtype=real.dtype)
-    eps = eps.view((real.shape[0],) + (1,) * (real.dim() - 1)).to(real.dtype)
-    x_hat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
-    norm = (input_gradient_sq_norm(discriminator(x_hat), x_hat) + 1e-12).sqrt()
-    return (norm - 1.0).pow(2).mean()
+    def d(self, real: Tensor, fake: Tensor) -> Tensor:
+        return F.softplus(fake - real).mean()
 
-
-def r1_penalty(real_logits: Tensor, real: Tensor) -> Tensor:
-    """R1 (Mescheder et al. 2018): E[||grad_x D(x)||^2] on real samples; scaled by gamma/2 by the caller."""
-    return input_gradient_sq_norm(real_logits, real).mean()
+    def g(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
+        if real is None:
+            raise ValueError("RelativisticLoss.g needs D's scores on the real batch")
+        return F.softplus(real - fake).mean()

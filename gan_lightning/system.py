@@ -1,4 +1,4 @@
-"""The GAN system: two networks, two optimizers, one two-phase min-max loop (SPEC §2).
+"""The GAN system: two networks, two optimizers, one two-phase min-max loop.
 
 One ``training_step`` is one generator iteration:
 
@@ -12,28 +12,35 @@ One ``training_step`` is one generator iteration:
 The fakes of the last D step are generated with their graph kept and reused by the G phase, so one iteration
 costs ``n_critic`` generator forwards, not ``n_critic + 1``.
 
+What each phase adds to its loss is pluggable: the loss (``gan_lightning.losses``), the regularizers
+(``gan_lightning.regularizers``), the augmentation of everything D sees (``gan_lightning.augment``) and the
+condition (``gan_lightning.conditioning``, which owns where conditions come from and how they are drawn).
+
 Only the generator's optimizer step counts as a Lightning step, so ``trainer.global_step``, ``max_steps`` and
-every step-based cadence count generator iterations (SPEC §6).
+every step-based cadence count generator iterations.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Literal, Optional, Union
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gan_lightning.conditioning import check_labels
-from gan_lightning.losses import gradient_penalty, get_loss, r1_penalty
-from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.augment import Augment
+from gan_lightning.checks import check_choice, check_networks, check_objective, check_range
+from gan_lightning.compat import cli_hyperparameters_active, spectral_norm_modules
+from gan_lightning.conditioning import Conditioning
+from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
+from gan_lightning.losses import GANLoss, LossName, get_loss
+from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.regularizers import Context, Regularizer, Side
 
 D_STEPS = ("joint", "split")
 PRIORS = ("normal", "uniform")
@@ -71,8 +78,8 @@ def spectral_norm_frozen(module: nn.Module) -> Iterator[None]:
 
     The D phase advances them on its first D call only (one power iteration per D step): a second in-place
     update between a forward and its backward would invalidate what a compiled D saved for the backward."""
-    # torch.nn.utils.parametrizations.spectral_norm advances its vectors only in training mode.
-    spectral = [m for m in module.modules() if type(m).__name__ == "_SpectralNorm" and m.training]
+    # torch's spectral-norm parametrization advances its vectors only in training mode.
+    spectral = [m for m in spectral_norm_modules(module) if m.training]
     for m in spectral:
         m.eval()
     try:
@@ -83,81 +90,71 @@ def spectral_norm_frozen(module: nn.Module) -> Iterator[None]:
 
 
 class GAN(pl.LightningModule):
-    """A GAN or conditional GAN trained with the two-phase loop; conditional when the networks have
-    ``num_classes > 0``.
+    """A GAN or conditional GAN trained with the two-phase loop; conditional when the networks' conditioning
+    is (see ``gan_lightning.conditioning``).
 
     Batches are ``x`` or ``(x, y)``: ``x`` of shape ``(N, *data_shape)``, ``y`` int64 labels of shape ``(N,)``.
-    With ``n_critic = k`` a batch of ``k * B`` real samples is split into ``k`` D steps of ``B`` (the data
-    modules of this package draw ``k * batch_size`` per batch for this reason).
+    With ``n_critic = k`` a batch of ``k * B`` real samples is split into ``k`` D steps of ``B``: the data
+    module draws ``k * batch_size`` per batch (the CLI sets the package's data modules' ``draws_per_step`` from
+    ``model.n_critic``).
     """
 
     def __init__(
         self,
-        generator: Generator,                                # G: noise (and labels) -> samples.
-        discriminator: Discriminator,                        # D: samples (and labels) -> one score each.
-        loss: str = "non_saturating",                        # minimax | non_saturating | hinge | wasserstein | least_squares.
-        d_step: str = "joint",                               # joint: one D step on real+fake; split: a fake step then a real step.
+        generator: Generator,                                # G: noise (and conditions) -> samples.
+        discriminator: Discriminator,                        # D: samples (and conditions) -> one score each.
+        loss: Union[LossName, GANLoss] = "non_saturating",   # A loss name, or a class_path to a GANLoss subclass.
+        regularizers: Optional[list[Regularizer]] = None,    # Extra loss terms, e.g. [{class_path: gan_lightning.regularizers.R1}].
+        augment: Optional[Augment] = None,                   # Differentiable augmentation of all D sees (gan_lightning.augment).
+        d_step: Literal["joint", "split"] = "joint",         # joint: one D step on real+fake; split: a fake step then a real step.
         n_critic: int = 1,                                   # D steps per G step.
-        gp_weight: float = 0.0,                              # WGAN-GP gradient penalty weight, 0 = off (10 is usual).
-        r1_weight: float = 0.0,                              # R1 penalty gamma (adds gamma/2 * E||grad D(x)||^2), 0 = off.
-        latent_prior: str = "normal",                        # normal: N(0, I); uniform: U(-1, 1).
+        latent_prior: Literal["normal", "uniform"] = "normal",  # normal: N(0, I); uniform: U(-1, 1).
         ema_decay: float = 0.0,                              # Decay of the EMA copy of G used for sampling, 0 = no EMA.
         ema_start: int = 0,                                  # G steps before the EMA starts averaging (copies G until then).
         grad_clip_norm: float = 0.0,                         # Clip each network's gradient norm to this, 0 = off.
-        compile: str = "none",                               # none | default | reduce-overhead | max-autotune: torch.compile G and D.
+        compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none",  # torch.compile G and D.
         g_optimizer: OptimizerCallable = torch.optim.Adam,   # G's optimizer, e.g. Adam(lr=2e-4, betas=[0.5, 0.999]).
         d_optimizer: OptimizerCallable = torch.optim.Adam,   # D's optimizer, configured independently.
         g_lr_scheduler: Optional[LRSchedulerCallable] = None,  # G's learning-rate schedule, stepped once per G step.
         d_lr_scheduler: Optional[LRSchedulerCallable] = None,  # D's, stepped once per G step too (not per D step).
     ) -> None:
         super().__init__()
-        if _given_hyperparameters.get() is not None:
+        if cli_hyperparameters_active():
             # Launched from the CLI: the parsed config (class paths included) is saved, so a checkpoint rebuilds
-            # the exact networks and optimizers it was trained with.
+            # the exact networks, loss, regularizers and optimizers it was trained with.
             self.save_hyperparameters()
         else:
-            self.save_hyperparameters(
-                ignore=["generator", "discriminator", "g_optimizer", "d_optimizer", "g_lr_scheduler", "d_lr_scheduler"]
-            )
+            self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer",
+                                              "g_lr_scheduler", "d_lr_scheduler", "loss", "regularizers", "augment"])
+        regularizers = list(regularizers or [])
         self.loss = get_loss(loss)
-        if d_step not in D_STEPS:
-            raise UserError(f"model.d_step: must be one of {D_STEPS}, got {d_step!r}")
-        if latent_prior not in PRIORS:
-            raise UserError(f"model.latent_prior: must be one of {PRIORS}, got {latent_prior!r}")
-        if n_critic < 1:
-            raise UserError(f"model.n_critic: must be >= 1 D steps per G step, got {n_critic}")
-        if compile not in COMPILE_MODES:
-            raise UserError(f"model.compile: must be one of {COMPILE_MODES}, got {compile!r}")
-        if not 0.0 <= ema_decay < 1.0:
-            raise UserError(f"model.ema_decay: must be in [0, 1) (0 = no EMA), got {ema_decay}")
-        for name in ("gp_weight", "r1_weight", "grad_clip_norm"):
-            if locals()[name] < 0:
-                raise UserError(f"model.{name}: must be >= 0 (0 = off), got {locals()[name]}")
-        if tuple(generator.out_shape) != tuple(discriminator.in_shape):
-            raise UserError(
-                f"model: generator.out_shape {tuple(generator.out_shape)} does not match discriminator.in_shape "
-                f"{tuple(discriminator.in_shape)}; give both networks the same image size and channels"
-            )
-        if generator.num_classes != discriminator.num_classes:
-            raise UserError(
-                f"model: generator.num_classes={generator.num_classes} but discriminator.num_classes="
-                f"{discriminator.num_classes}; set both to the number of classes in the data (0 = unconditional)"
-            )
-        if generator.condition != discriminator.condition:
-            raise UserError(
-                f"model: the generator is conditioned on {generator.condition!r} but the discriminator on "
-                f"{discriminator.condition!r}; give both networks a conditioning method of the same kind"
-            )
+        check_choice("d_step", d_step, D_STEPS)
+        check_choice("latent_prior", latent_prior, PRIORS)
+        check_choice("compile", compile, COMPILE_MODES)
+        check_range("n_critic", n_critic, 1, hint=" D steps per G step")
+        check_range("ema_decay", ema_decay, 0.0, 1.0, hint=" (0 = no EMA)")
+        check_range("grad_clip_norm", grad_clip_norm, 0.0, hint=" (0 = off)")
+        for i, reg in enumerate(regularizers):
+            if not isinstance(reg, Regularizer):
+                raise UserError(f"model.regularizers[{i}]: {type(reg).__name__} is not a gan_lightning.regularizers.Regularizer")
+        check_networks(generator, discriminator)
+        check_objective(self.loss, regularizers, discriminator, d_step)
+        if augment is not None:
+            augment.check_shape(tuple(generator.out_shape))
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
-        self.generator_ema: Optional[Generator] = None
-        if ema_decay > 0:
-            self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self.generator_ema: Optional[Generator] = make_ema(generator) if ema_decay > 0 else None
+        self.augment = augment
+        self.regularizers = regularizers
+        # The hooks each regularizer adds, resolved once (the step calls only these).
+        self._d_real_regs = [r for r in regularizers if r.overrides("d_real")]
+        self._d_fake_regs = [r for r in regularizers if r.overrides("d_fake")]
+        self._g_regs = [r for r in regularizers if r.overrides("g")]
+        self._real_grad = any(r.needs_real_grad for r in regularizers)
+        self._fake_grad = any(r.needs_fake_grad for r in regularizers)
         self.d_step_mode = d_step
         self.n_critic = int(n_critic)
-        self.gp_weight = float(gp_weight)
-        self.r1_weight = float(r1_weight)
         self.latent_prior = latent_prior
         self.ema_decay = float(ema_decay)
         self.ema_start = int(ema_start)
@@ -167,6 +164,7 @@ class GAN(pl.LightningModule):
         self._d_optimizer = d_optimizer
         self._g_lr_scheduler = g_lr_scheduler
         self._d_lr_scheduler = d_lr_scheduler
+        self._batch_checked = False
 
     # ------------------------------------------------------------------ properties
     @property
@@ -178,17 +176,18 @@ class GAN(pl.LightningModule):
         return self.generator.num_classes
 
     @property
+    def conditioning(self) -> Conditioning:
+        """The generator's conditioning module: it owns how the model's conditions are made, drawn and checked."""
+        return self.generator.conditioning
+
+    @property
     def condition(self) -> str:
-        """none | label | spatial (see gan_lightning.conditioning)."""
-        return self.generator.condition
+        """The kind of condition (``conditioning.kind``), for messages and reports."""
+        return self.conditioning.kind
 
     @property
     def conditional(self) -> bool:
-        return self.condition != "none"
-
-    @property
-    def aux_weight(self) -> float:
-        return self.discriminator.conditioning.aux_weight
+        return self.conditioning.conditional
 
     @property
     def sampling_generator(self) -> Generator:
@@ -230,9 +229,9 @@ class GAN(pl.LightningModule):
         if self.compile_mode != "none" and not getattr(self, "_compiled", False):
             # In place (nn.Module.compile): parameter names and checkpoints stay those of the plain networks.
             nets = [self.generator, self.discriminator]
-            if self.gp_weight > 0 or self.r1_weight > 0:
-                # The penalties differentiate D's gradient again; compiled graphs have no double backward.
-                rank_zero_warn("model.compile: the discriminator stays uncompiled with gp_weight/r1_weight "
+            if self._real_grad or self._fake_grad or any(type(r).__name__ == "GradientPenalty" for r in self.regularizers):
+                # Input-gradient penalties differentiate D's gradient again; compiled graphs have no double backward.
+                rank_zero_warn("model.compile: the discriminator stays uncompiled with input-gradient penalties "
                                "(torch.compile has no double backward); the generator is compiled")
                 nets = nets[:1]
             for net in nets:
@@ -241,20 +240,14 @@ class GAN(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if datamodule is not None and hasattr(datamodule, "draws_per_step"):
-            datamodule.draws_per_step = self.n_critic
         shape = tuple(getattr(datamodule, "data_shape", ()) or ())
         if shape and shape != tuple(self.generator.out_shape):
             raise UserError(
                 f"data: samples of shape {shape} but the generator makes {tuple(self.generator.out_shape)}; match the "
                 "data's image_size/channels and the networks' (or out_shape/in_shape for vectors)"
             )
-        if datamodule is not None and hasattr(datamodule, "num_classes") and self.condition == "label":
-            if datamodule.num_classes != self.num_classes:
-                raise UserError(
-                    f"model.generator.num_classes={self.num_classes} but the data has {datamodule.num_classes} "
-                    "classes; set the networks' num_classes to the data's"
-                )
+        if datamodule is not None:
+            self.conditioning.check_data(datamodule)
 
     # ------------------------------------------------------------------ sampling
     def sample_z(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Tensor:
@@ -265,84 +258,46 @@ class GAN(pl.LightningModule):
             return torch.randn(shape, generator=generator, device=device)
         return torch.rand(shape, generator=generator, device=device).mul_(2.0).sub_(1.0)
 
-    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Optional[Tensor]:
-        """Uniform class labels ``(n,)`` for a label-conditional model, else None."""
-        if self.condition != "label":
-            return None
-        device = self.device if device is None else device
-        return torch.randint(0, self.num_classes, (n,), generator=generator, device=device)
-
-    def check_labels(self, y: Optional[Tensor], where: str = "labels") -> None:
-        if not self.conditional:
-            if y is not None:
-                raise UserError(f"{where}: this model is unconditional; give no condition")
-            return
-        if y is None:
-            raise UserError(f"{where}: this model is conditioned on a {self.condition}; give one per sample")
-        if self.condition == "label":
-            check_labels(y, self.num_classes, where)
+    def fake_conditions(self, c_real: Optional[Tensor], n: int) -> Optional[Tensor]:
+        """The conditions of a training step's ``n`` fakes (drawn by the conditioning module)."""
+        return self.conditioning.for_fakes(c_real, n, self.device)
 
     def interpolation_weights(self, n: int) -> Tensor:
-        """Per-sample weights ``(n,)`` of the real sample in the gradient penalty's interpolates."""
+        """Per-sample weights ``(n,)`` of the real sample in interpolates (gradient penalty)."""
         return torch.rand(n, device=self.device)
 
     @torch.no_grad()
-    def generate(self, z: Tensor, y: Optional[Tensor] = None, ema: bool = True) -> Tensor:
-        """Samples for given noise (and labels), in eval mode, from the EMA generator unless ``ema=False``."""
-        self.check_labels(y)
+    def generate(self, z: Tensor, c: Optional[Tensor] = None, ema: bool = True) -> Tensor:
+        """Samples for given noise (and conditions), in eval mode, from the EMA generator unless ``ema=False``."""
+        self.conditioning.check(c, z.shape[0])
         net = self.sampling_generator if ema else self.generator
         was_training = net.training
         net.eval()
         try:
-            return net(z, y) if self.conditional else net(z)
+            return net(z, c)
         finally:
             net.train(was_training)
 
     # ------------------------------------------------------------------ the two phases
-    def _split_batch(self, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
-        """Real samples and their condition: the labels, the spatial map made from x, or None."""
-        x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
-        if self.condition == "spatial":
-            return x, self.generator.conditioning.condition_from(x)
-        if self.condition == "label":
-            if y is None:
-                raise UserError("data: this model is class-conditional but the batches carry no labels; use data.labels: class")
-            return x, y
-        return x, None
-
-    def _d(self, net: nn.Module, x: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        """D's scores ``(N,)`` and, with an auxiliary classifier, its class logits ``(N, K)``."""
-        out = net(x, y) if self.conditional else net(x)
+    def _critic(self, net: nn.Module, x: Tensor, c: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """D's scores ``(N,)`` on (augmented) ``x`` and, with a class head, its class logits ``(N, K)``."""
+        if self.augment is not None:
+            x = self.augment(x)
+        out = net(x, c)
         return out if isinstance(out, tuple) else (out, None)
 
-    def _aux_loss(self, logits: Optional[Tensor], y: Optional[Tensor]) -> Tensor | float:
-        if logits is None or self.aux_weight == 0:
-            return 0.0
-        return self.aux_weight * nn.functional.cross_entropy(logits, y)
-
-    def _g(self, net: nn.Module, z: Tensor, y: Optional[Tensor]) -> Tensor:
-        return net(z, y) if self.conditional else net(z)
-
-    def _penalties(self, d_net: nn.Module, real: Tensor, y: Optional[Tensor], fake: Tensor) -> tuple[Tensor, Tensor]:
-        """D's real-side logits and the terms that go with them: R1 (which needs the input gradient at the real
-        samples), the gradient penalty, and an auxiliary classifier's class loss on real samples."""
-        if self.r1_weight > 0:
-            real = real.detach().requires_grad_(True)
-        real_logits, real_aux = self._d(d_net, real, y)
-        penalty = real_logits.new_zeros(()) + self._aux_loss(real_aux, y)
-        if self.r1_weight > 0:
-            penalty = penalty + 0.5 * self.r1_weight * r1_penalty(real_logits, real)
-        if self.gp_weight > 0:
-            eps = self.interpolation_weights(real.shape[0])
-            with spectral_norm_frozen(self.discriminator):
-                penalty = penalty + self.gp_weight * gradient_penalty(lambda x: self._d(d_net, x, y)[0], real, fake, eps)
-        return real_logits, penalty
+    def _terms(self, regs: list[Regularizer], hook: str, ctx: Context) -> Tensor | float:
+        total: Tensor | float = 0.0
+        for reg in regs:
+            term = getattr(reg, hook)(ctx)
+            if term is not None:
+                total = total + term
+        return total
 
     def _optimizer_step(self, optimizer: Any, loss: Tensor, counts: bool) -> None:
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        if self.grad_clip_norm > 0:
-            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+        # Gradient clipping runs in on_before_optimizer_step, after the precision plugin has unscaled.
         if counts:
             optimizer.step()  # through Lightning: bumps global_step.
         else:
@@ -350,81 +305,118 @@ class GAN(pl.LightningModule):
             # so that D steps do not count as training steps.
             self.trainer.strategy.optimizer_step(optimizer.optimizer, _no_op_closure, model=self)
 
-    def d_phase(self, real: Tensor, y_real: Optional[Tensor], fake: Tensor, y_fake: Optional[Tensor]) -> dict[str, Tensor]:
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        # Called by the precision plugin after it unscales 16-mixed gradients and before the step, so the limit
+        # applies to the true gradient norm.
+        if self.grad_clip_norm > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_norm, gradient_clip_algorithm="norm")
+
+    def d_phase(self, real: Tensor, c_real: Optional[Tensor], fake: Tensor, c_fake: Optional[Tensor]) -> dict[str, Tensor]:
         """One D update on a real batch and a (detached) fake batch; returns detached statistics."""
         _, opt_d = self.optimizers()
         d_net = self._trained_d()
         fake = fake.detach()
+        if self._real_grad:
+            real = real.detach().requires_grad_(True)
+        if self._fake_grad:
+            fake = fake.requires_grad_(True)
+        ctx = Context(Side(real, c_real), Side(fake, c_fake), critic=self._held_critic(d_net),
+                      interpolation_weights=self.interpolation_weights)
         if self.d_step_mode == "joint":
-            real_logits, penalty = self._penalties(d_net, real, y_real, fake)
+            ctx.real.scores, ctx.real.aux = self._critic(d_net, real, c_real)  # advances spectral norm once
+            real_terms = self._terms(self._d_real_regs, "d_real", ctx)
             with spectral_norm_frozen(self.discriminator):
-                fake_logits, fake_aux = self._d(d_net, fake, y_fake)
-            loss_real, loss_fake = self.loss.d_real(real_logits), self.loss.d_fake(fake_logits)
-            self._optimizer_step(opt_d, loss_real + loss_fake + penalty + self._aux_loss(fake_aux, y_fake), counts=False)
+                ctx.fake.scores, ctx.fake.aux = self._critic(d_net, fake, c_fake)
+            fake_terms = self._terms(self._d_fake_regs, "d_fake", ctx)
+            d_loss = self.loss.d(ctx.real.scores, ctx.fake.scores)
+            self._optimizer_step(opt_d, d_loss + real_terms + fake_terms, counts=False)
         else:
-            fake_logits, fake_aux = self._d(d_net, fake, y_fake)
-            loss_fake = self.loss.d_fake(fake_logits)
-            self._optimizer_step(opt_d, loss_fake + self._aux_loss(fake_aux, y_fake), counts=False)
-            real_logits, penalty = self._penalties(d_net, real, y_real, fake)
-            loss_real = self.loss.d_real(real_logits)
-            self._optimizer_step(opt_d, loss_real + penalty, counts=False)
-        return {
-            "d_loss": (loss_real + loss_fake).detach(),
-            "d_penalty": penalty.detach(),  # R1, gradient penalty and real-side class loss
-            "d_real": self.loss.readout(real_logits.detach()).mean(),
-            "d_fake": self.loss.readout(fake_logits.detach()).mean(),
-        }
+            ctx.fake.scores, ctx.fake.aux = self._critic(d_net, fake, c_fake)
+            loss_fake = self.loss.d_fake(ctx.fake.scores)
+            self._optimizer_step(opt_d, loss_fake + self._terms(self._d_fake_regs, "d_fake", ctx), counts=False)
+            ctx.real.scores, ctx.real.aux = self._critic(d_net, real, c_real)
+            loss_real = self.loss.d_real(ctx.real.scores)
+            self._optimizer_step(opt_d, loss_real + self._terms(self._d_real_regs, "d_real", ctx), counts=False)
+            d_loss = loss_real + loss_fake
+        real_scores = ctx.real.scores.detach()
+        if self.augment is not None:
+            self.augment.observe(real_scores)
+        stats = {"d_loss": d_loss.detach(), "d_real": self.loss.readout(real_scores).mean(),
+                 "d_fake": self.loss.readout(ctx.fake.scores.detach()).mean()}
+        stats.update(ctx.stats)
+        return stats
 
-    def g_phase(self, fake: Tensor, y_fake: Optional[Tensor]) -> Tensor:
-        """One G update through the held-fixed D; ``fake`` must still carry its graph back to G."""
+    def _held_critic(self, d_net: nn.Module):
+        """D as penalties on other points call it: augmented, spectral norm held at this step's vectors."""
+
+        def critic(x: Tensor, c: Optional[Tensor]) -> Tensor:
+            with spectral_norm_frozen(self.discriminator):
+                return self._critic(d_net, x, c)[0]
+
+        return critic
+
+    def g_phase(self, fake: Tensor, c_fake: Optional[Tensor], real: Optional[Tensor] = None,
+                c_real: Optional[Tensor] = None) -> dict[str, Tensor]:
+        """One G update through the held-fixed D; ``fake`` must still carry its graph back to G. ``real`` is
+        scored (without gradient) only for losses that use D's real scores in G's loss."""
         opt_g, _ = self.optimizers()
         with held_fixed(self.discriminator):
-            fake_logits, fake_aux = self._d(self.discriminator, fake, y_fake)
-            g_loss = self.loss.g(fake_logits) + self._aux_loss(fake_aux, y_fake)
+            fake_scores, fake_aux = self._critic(self.discriminator, fake, c_fake)
+            real_scores = None
+            if self.loss.uses_real_in_g:
+                with torch.no_grad():
+                    real_scores = self._critic(self.discriminator, real, c_real)[0]
+            ctx = Context(None, Side(fake, c_fake, fake_scores, fake_aux), critic=self._held_critic(self.discriminator),
+                          interpolation_weights=self.interpolation_weights)
+            g_loss = self.loss.g(fake_scores, real_scores) + self._terms(self._g_regs, "g", ctx)
             self._optimizer_step(opt_g, g_loss, counts=True)
-        return g_loss.detach()
+        ctx.stats["g_loss"] = g_loss.detach()
+        return ctx.stats
+
+    def _check_batch(self, x: Tensor) -> None:
+        """Once per fit: every D step must get a full batch (``n_critic * batch_size`` samples per batch)."""
+        self._batch_checked = True
+        k = self.n_critic
+        datamodule = getattr(self.trainer, "datamodule", None)
+        per_step = getattr(datamodule, "batch_size", None)
+        if x.shape[0] < k or (isinstance(per_step, int) and x.shape[0] < k * per_step):
+            want = f"{k} x {per_step}" if isinstance(per_step, int) else f"at least {k}"
+            raise UserError(
+                f"data: batches of {x.shape[0]} samples cannot feed n_critic={k} D steps ({want} needed); the data "
+                "module must draw n_critic * batch_size samples per batch (GANDataModule: draws_per_step, which "
+                "the CLI sets from model.n_critic)"
+            )
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = self._split_batch(batch)
+        x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
+        if not self._batch_checked:
+            self._check_batch(x)
+        c = self.conditioning.from_batch(x, y)
         k = self.n_critic
-        if x.shape[0] < k:
-            raise UserError(f"data: a batch of {x.shape[0]} samples cannot feed n_critic={k} D steps")
         reals = x.chunk(k)
-        labels = y.chunk(k) if y is not None else [None] * k
+        conds = c.chunk(k) if c is not None else [None] * k
         g_net = self._trained_g()
-        for i, (real, y_real) in enumerate(zip(reals, labels)):
+        for i, (real, c_real) in enumerate(zip(reals, conds)):
             n = real.shape[0]
             z = self.sample_z(n)
-            # Label models draw fresh labels; spatial models generate from the real batch's own maps.
-            y_fake = y_real if self.condition == "spatial" else self.sample_labels(n)
-            last = i == k - 1
+            c_fake = self.fake_conditions(c_real, n)
             # Only the last D step's fakes are reused by the G phase and need a graph.
-            with torch.set_grad_enabled(last):
-                fake = self._g(g_net, z, y_fake)
-            stats = self.d_phase(real, y_real, fake, y_fake)
-        g_loss = self.g_phase(fake, y_fake)
-        self.update_ema()
+            with torch.set_grad_enabled(i == k - 1):
+                fake = g_net(z, c_fake)
+            stats = self.d_phase(real, c_real, fake, c_fake)
+        stats.update(self.g_phase(fake, c_fake, real, c_real))
+        self._update_ema()
         self._step_schedulers()
         trainer = self.trainer
         # Lightning writes logged values only every log_every_n_steps; logging on the other steps is overhead.
         if trainer.fast_dev_run or self.global_step % max(1, trainer.log_every_n_steps) == 0 \
                 or self.global_step == trainer.max_steps:
-            self._log_step(stats, g_loss)
+            if self.augment is not None:
+                stats.update(self.augment.stats())
+            self.log_dict({f"train/{k}": v for k, v in stats.items()}, on_step=True, on_epoch=False, prog_bar=False)
 
-    def _log_step(self, stats: dict[str, Tensor], g_loss: Tensor) -> None:
-        self.log_dict(
-            {
-                "train/d_loss": stats["d_loss"],
-                "train/g_loss": g_loss,
-                "train/d_real": stats["d_real"],
-                "train/d_fake": stats["d_fake"],
-            },
-            on_step=True,
-            on_epoch=False,
-            prog_bar=False,
-        )
-        if self.gp_weight > 0 or self.r1_weight > 0 or self.aux_weight > 0:
-            self.log("train/d_penalty", stats["d_penalty"], on_step=True, on_epoch=False)
+    def on_fit_start(self) -> None:
+        self._batch_checked = False
 
     # ------------------------------------------------------------------ schedules and EMA
     def _step_schedulers(self) -> None:
@@ -434,16 +426,6 @@ class GAN(pl.LightningModule):
         for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
             scheduler.step()
 
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        if self.generator_ema is None:
-            return
-        ema_params = list(self.generator_ema.parameters())
-        params = list(self.generator.parameters())
-        if self.global_step <= self.ema_start:
-            torch._foreach_copy_(ema_params, params)
-        else:
-            torch._foreach_lerp_(ema_params, params, 1.0 - self.ema_decay)
-        # Normalization statistics are not averaged: the EMA generator uses the live generator's.
-        for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            b_ema.copy_(b)
+    def _update_ema(self) -> None:
+        if self.generator_ema is not None:
+            update_ema(self.generator_ema, self.generator, self.ema_decay, copy_only=self.global_step <= self.ema_start)

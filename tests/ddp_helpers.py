@@ -27,6 +27,7 @@ from gan_lightning.conditioning import AuxiliaryClassifier, LabelConcat
 from gan_lightning.data import ToyDataModule
 from gan_lightning.data.base import GANDataModule, InMemory, _identity
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan_lightning.regularizers import ClassLoss
 from gan_lightning.system import GAN
 
 # Importing registers gan_ddp / gan_ddp_spawn / gan_ddp_fork with Lightning's strategy registry.
@@ -121,14 +122,14 @@ class GlobalNoiseGAN(GAN):
         rows = torch.randn((n * world, self.latent_dim), generator=_stream(self.global_step, i, 0))
         return rows[rank::world].to(self.device if device is None else device)
 
-    def sample_labels(self, n: int, generator: Optional[torch.Generator] = None, device: Any = None) -> Optional[Tensor]:
-        if self.condition != "label" or generator is not None or getattr(self, "_y_calls", None) is None:
-            return super().sample_labels(n, generator, device)
+    def fake_conditions(self, c_real: Optional[Tensor], n: int) -> Optional[Tensor]:
+        if self.conditioning.class_count == 0 or getattr(self, "_y_calls", None) is None:
+            return super().fake_conditions(c_real, n)
         world, rank = self._world()
         i = self._y_calls
         self._y_calls += 1
         rows = torch.randint(0, self.num_classes, (n * world,), generator=_stream(self.global_step, i, 2))
-        return rows[rank::world].to(self.device if device is None else device)
+        return rows[rank::world].to(self.device)
 
     def interpolation_weights(self, n: int) -> Tensor:
         world, rank = self._world()
@@ -165,12 +166,15 @@ def mlp_gan(
     **kwargs: Any,
 ) -> GAN:
     """A small toy MLP GAN with a seeded initialisation (the same weights in every run with the same seed);
-    with ``aux_classes = K`` an AC-GAN: labels concatenated to G's noise, D with an auxiliary classifier."""
+    with ``aux_classes = K`` an AC-GAN: labels concatenated to G's noise, D with an auxiliary classifier trained by
+    the class loss (added to ``regularizers``)."""
     torch.manual_seed(seed)
     g_labels = dict(num_classes=aux_classes, conditioning=LabelConcat()) if aux_classes else {}
     d_labels = dict(num_classes=aux_classes, conditioning=AuxiliaryClassifier()) if aux_classes else {}
     g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[hidden, hidden], norm=g_norm, **g_labels)
     d = MLPDiscriminator(in_shape=[2], hidden=[hidden, hidden], maxout_pieces=3, norm=d_norm, **d_labels)
+    if aux_classes:
+        kwargs["regularizers"] = list(kwargs.get("regularizers") or []) + [ClassLoss(1.0)]
     return cls(g, d, g_optimizer=_optimizer(optimizer), d_optimizer=_optimizer(optimizer), **kwargs)
 
 

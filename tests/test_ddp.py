@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import ddp_helpers as H
+from gan_lightning.regularizers import GradientPenalty, R1
 from gan_lightning.strategies import RankConsistency
 
 pytestmark = pytest.mark.slow
@@ -97,12 +98,14 @@ EQUIVALENCE = {
     "ns-plain": (dict(loss="non_saturating"), "none", "sgd"),
     "ns-spectral": (dict(loss="non_saturating"), "spectral", "adam"),
     "ncritic2": (dict(loss="non_saturating", n_critic=2), "none", "sgd"),
-    "wgan-gp": (dict(loss="wasserstein", gp_weight=10.0), "none", "sgd"),
-    "ncritic2-gp-split": (dict(loss="wasserstein", gp_weight=10.0, n_critic=2, d_step="split"), "spectral", "adam"),
+    "wgan-gp": (dict(loss="wasserstein", regularizers=[GradientPenalty(10.0)]), "none", "sgd"),
+    "ncritic2-gp-split": (dict(loss="wasserstein", regularizers=[GradientPenalty(10.0)], n_critic=2, d_step="split"),
+                          "spectral", "adam"),
     # R1 (double backward), an auxiliary classifier on the ring's 8 modes, and gradient clipping: 0.07 clips D's
     # gradient (norm ~1.1-1.5) at every step and G's (~0.06-0.13) at most, so clipping must see synchronised
     # gradients for the runs to agree.
-    "r1-aux-clip": (dict(loss="non_saturating", r1_weight=1.0, grad_clip_norm=0.07, aux_classes=8), "none", "sgd"),
+    "r1-aux-clip": (dict(loss="non_saturating", regularizers=[R1(1.0)], grad_clip_norm=0.07, aux_classes=8), "none",
+                    "sgd"),
 }
 EQ_STEPS, EQ_BATCH, ATOL = 5, 8, 1e-5
 
@@ -117,6 +120,7 @@ def equivalence_runs(root: Path, name: str) -> tuple[list[dict], dict]:
     def data(batch_size: int) -> H.OrderedToy:
         dm = H.OrderedToy(num_samples=512, batch_size=batch_size)
         dm.num_classes = options.get("aux_classes", 0)  # the labels are the ring's mode indices
+        dm.draws_per_step = options.get("n_critic", 1)  # what the CLI links to model.n_critic
         return dm
 
     two = fit_ranks(root / "two", model(), data(EQ_BATCH), EQ_STEPS)
@@ -231,7 +235,7 @@ def test_ranks_draw_independent_noise(tmp_path):
     gradient-penalty weights), every rank starts from the same RNG state and draws the *same* noise, so W
     processes train on B distinct fakes per D step instead of W*B (and W processes x batch B is not the 1 x W*B
     run that the equivalence tests above build with a position-keyed noise hook)."""
-    model = H.mlp_gan(cls=H.NoiseLogGAN, g_norm="none", loss="wasserstein", gp_weight=10.0)
+    model = H.mlp_gan(cls=H.NoiseLogGAN, g_norm="none", loss="wasserstein", regularizers=[GradientPenalty(10.0)])
     r0, r1 = fit_ranks(tmp_path, model, H.OrderedToy(num_samples=256, batch_size=8), 2, per_step=False)
     assert len(r0["z_log"]) == len(r1["z_log"]) == 2
     for z0, z1 in zip(r0["z_log"], r1["z_log"]):

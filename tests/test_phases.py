@@ -1,4 +1,4 @@
-"""The two-phase step (SPEC §2): in each phase only the trained network changes.
+"""The two-phase step: in each phase only the trained network changes, with every regularizer and with augmentation.
 
 A real Lightning trainer runs a tiny GAN for a few steps; a subclass of ``GAN`` snapshots both networks around
 every ``d_phase`` and ``g_phase`` call (parameters *and* buffers: batch-norm running statistics and
@@ -14,8 +14,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from gan_lightning.augment import AdaptiveAugment, DiffAugment
+from gan_lightning.conditioning import AuxiliaryClassifier, LabelConcat
 from gan_lightning.data import ToyDataModule
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan_lightning.regularizers import ClassLoss, GradientPenalty, R1, R2
 from gan_lightning.system import GAN
 
 N_CRITIC = 2
@@ -51,11 +54,11 @@ class PhaseSpy(GAN):
         })
         return out
 
-    def g_phase(self, fake, y_fake):  # type: ignore[override]
+    def g_phase(self, fake, y_fake, real=None, y_real=None):  # type: ignore[override]
         for p in self.discriminator.parameters():
             p.grad = None
         g0, d0 = snapshot(self.generator), snapshot(self.discriminator)
-        out = super().g_phase(fake, y_fake)
+        out = super().g_phase(fake, y_fake, real, y_real)
         self.records.append({
             "phase": "g", "g0": g0, "d0": d0,
             "g1": snapshot(self.generator), "d1": snapshot(self.discriminator),
@@ -67,35 +70,65 @@ class PhaseSpy(GAN):
         return out
 
 
-def _images(n: int = 64) -> DataLoader:
+def _images(n: int = 64, classes: int = 1) -> DataLoader:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(n, 1, 28, 28, generator=g) * 2 - 1
-    return DataLoader(TensorDataset(x, torch.zeros(n, dtype=torch.long)), batch_size=BATCH * N_CRITIC,
-                      shuffle=True, drop_last=True)
+    y = torch.randint(0, classes, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=BATCH * N_CRITIC, shuffle=True, drop_last=True)
 
 
-def mlp_2d() -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def _toy() -> ToyDataModule:
+    data = ToyDataModule(num_samples=256, batch_size=BATCH)
+    data.draws_per_step = N_CRITIC
+    return data
+
+
+def mlp_2d() -> tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]:
     g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[16, 16])  # batch norm in G
     d = MLPDiscriminator(in_shape=[2], hidden=[16, 16], maxout_pieces=2)
-    return g, d, {"datamodule": ToyDataModule(num_samples=256, batch_size=BATCH)}
+    return g, d, {"datamodule": _toy()}, {}
 
 
-def dcgan_batchnorm() -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def mlp_regularized() -> tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]:
+    """R1, R2 and the gradient penalty together: input gradients on both sides, interpolates."""
+    g, d, data, _ = mlp_2d()
+    return g, d, data, {"regularizers": [R1(1.0), R2(1.0), GradientPenalty(10.0)]}
+
+
+def dcgan_batchnorm() -> tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]:
     g = DCGANGenerator(latent_dim=8, channels=1, image_size=28, ngf=8)
     d = DCGANDiscriminator(channels=1, image_size=28, ndf=8, norm="batch")
-    return g, d, {"train_dataloaders": _images()}
+    return g, d, {"train_dataloaders": _images()}, {}
 
 
-def dcgan_spectral() -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+def dcgan_spectral() -> tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]:
     g = DCGANGenerator(latent_dim=8, channels=1, image_size=28, ngf=8)
     d = DCGANDiscriminator(channels=1, image_size=28, ndf=8, norm="spectral")
-    return g, d, {"train_dataloaders": _images()}
+    return g, d, {"train_dataloaders": _images()}, {}
 
 
-SETUPS: dict[str, Callable[[], tuple[nn.Module, nn.Module, dict[str, Any]]]] = {
+def dcgan_augmented() -> tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]:
+    """Spectral norm, R1 through DiffAugment (the input gradient passes through the augmentation)."""
+    g, d, data, _ = dcgan_spectral()
+    return g, d, data, {"augment": DiffAugment(), "regularizers": [R1(1.0)]}
+
+
+def dcgan_acgan() -> tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]:
+    """Auxiliary classifier with the class loss in both phases, under adaptive augmentation."""
+    g = DCGANGenerator(latent_dim=8, channels=1, image_size=28, ngf=8, num_classes=3, conditioning=LabelConcat())
+    d = DCGANDiscriminator(channels=1, image_size=28, ndf=8, norm="spectral", num_classes=3,
+                           conditioning=AuxiliaryClassifier())
+    return g, d, {"train_dataloaders": _images(classes=3)}, {
+        "regularizers": [ClassLoss(1.0)], "augment": AdaptiveAugment(p_init=0.5, interval=1)}
+
+
+SETUPS: dict[str, Callable[[], tuple[nn.Module, nn.Module, dict[str, Any], dict[str, Any]]]] = {
     "mlp_2d": mlp_2d,
+    "mlp_regs": mlp_regularized,
     "dcgan_bn": dcgan_batchnorm,
     "dcgan_sn": dcgan_spectral,
+    "dcgan_aug": dcgan_augmented,
+    "dcgan_acgan": dcgan_acgan,
 }
 
 
@@ -103,13 +136,13 @@ def _d_buffer_keys(setup: str, state: dict[str, Tensor]) -> set[str]:
     """The D state entries that are buffers, not weights (what the G phase is most likely to leak into)."""
     if setup == "dcgan_bn":
         keys = {k for k in state if "running_" in k or "num_batches_tracked" in k}
-    elif setup == "dcgan_sn":
+    elif setup in ("dcgan_sn", "dcgan_aug", "dcgan_acgan"):
         # The head maps to one output: its u is the constant [1] and, until its weight first changes, v is
         # already converged, so only the convolutions' vectors are bound to move in every D phase.
         keys = {k for k in state if (k.endswith("._u") or k.endswith("._v")) and not k.startswith("head.")}
     else:
         keys = set()
-    assert keys or setup == "mlp_2d", f"{setup}: D should have buffers, found only {sorted(state)}"
+    assert keys or setup.startswith("mlp"), f"{setup}: D should have buffers, found only {sorted(state)}"
     return keys
 
 
@@ -122,8 +155,8 @@ def runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
 def _run(runs: dict, make_trainer, setup: str, d_step: str) -> list[dict[str, Any]]:
     if (setup, d_step) not in runs:
         torch.manual_seed(0)
-        g, d, data = SETUPS[setup]()
-        model = PhaseSpy(g, d, loss="non_saturating", d_step=d_step, n_critic=N_CRITIC)
+        g, d, data, extra = SETUPS[setup]()
+        model = PhaseSpy(g, d, loss="non_saturating", d_step=d_step, n_critic=N_CRITIC, **extra)
         model.records = []
         trainer = make_trainer(MAX_STEPS)
         trainer.fit(model, **data)

@@ -1,4 +1,4 @@
-"""Step accounting (SPEC §2, §6): ``n_critic`` D steps per G step, and Lightning's step counts G iterations.
+"""Step accounting: ``n_critic`` D steps per G step, and Lightning's step counts G iterations.
 
 The torch optimizers' ``step`` methods are wrapped once training starts, so every real parameter update is
 counted, whichever path (Lightning's optimizer wrapper or the strategy directly) calls it.
@@ -58,7 +58,7 @@ def tiny_gan(**kwargs) -> GAN:
 def test_n_critic_d_steps_per_g_step(make_trainer, k, d_step, d_steps_per_critic):
     n = 5
     # 64 points, k*8 per step: one to four batches per epoch, so max_steps crosses epoch boundaries.
-    data = ToyDataModule(num_samples=64, batch_size=BATCH)
+    data = ToyDataModule(num_samples=64, batch_size=BATCH, draws_per_step=k)  # the CLI links it to n_critic
     log = StepLog()
     trainer = make_trainer(n, callbacks=[log])
     trainer.fit(tiny_gan(n_critic=k, d_step=d_step), datamodule=data)
@@ -74,7 +74,7 @@ def test_step_cadences_count_generator_iterations(make_trainer, tmp_path):
     """Checkpoints every 2 steps with n_critic=3: at G steps 2, 4, 6, not at optimizer calls."""
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1, filename="{step}")
     trainer = make_trainer(6, callbacks=[ckpt], enable_checkpointing=True)
-    trainer.fit(tiny_gan(n_critic=3), datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    trainer.fit(tiny_gan(n_critic=3), datamodule=ToyDataModule(num_samples=240, batch_size=BATCH, draws_per_step=3))
     steps = sorted(int(re.search(r"step=(\d+)", p.name).group(1)) for p in (tmp_path / "ckpt").glob("*.ckpt"))
     assert steps == [2, 4, 6]
     assert torch.load(tmp_path / "ckpt" / "step=6.ckpt", weights_only=False)["global_step"] == 6
@@ -87,6 +87,18 @@ def test_batch_too_small_for_n_critic_is_a_user_error(make_trainer):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 2)), batch_size=2)
     with pytest.raises(UserError, match="n_critic=3"):
         make_trainer(1).fit(tiny_gan(n_critic=3), train_dataloaders=loader)
+
+
+def test_data_module_drawing_one_batch_for_several_d_steps_is_a_user_error(make_trainer):
+    """n_critic=3 with a data module that draws batch_size samples per step (not 3 x batch_size) would silently
+    give D batches of a third of the size: refused with the fix, before any step."""
+    from gan_lightning.errors import UserError
+
+    model = tiny_gan(n_critic=3)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(UserError, match=r"batches of 8 samples cannot feed n_critic=3 D steps \(3 x 8 needed\)"):
+        make_trainer(1).fit(model, datamodule=ToyDataModule(num_samples=64, batch_size=BATCH))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_lr_schedulers_step_once_per_generator_step(make_trainer, tmp_path):
@@ -107,7 +119,7 @@ def test_lr_schedulers_step_once_per_generator_step(make_trainer, tmp_path):
             seen.append([opt.param_groups[0]["lr"] for opt in trainer.optimizers])
 
     trainer = make_trainer(4, callbacks=[Rates()], enable_checkpointing=True)
-    trainer.fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    trainer.fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH, draws_per_step=3))
     expected = [[1e-3 * (1 - s / 6), 4e-3 * (1 - s / 6)] for s in range(4)]
     assert len(seen) == 4
     for rates, want in zip(seen, expected):
