@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from gan_lightning.errors import UserError
+from gan_lightning.resume import DivergenceError
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
 from gan_lightning.metrics.image import check_metrics, compute, data_key, generated_features, real_uint8, reference_features
 from gan_lightning.metrics.toy import mode_coverage
@@ -72,6 +73,12 @@ class SampleGrid(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if not (self.written and self.written[-1].endswith(f"step_{trainer.global_step:06d}.png")):
             self.write(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"written": list(self.written)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.written = list(state.get("written", []))
 
     @rank_zero_only
     def write(self, trainer: pl.Trainer, pl_module: Any) -> None:
@@ -212,12 +219,15 @@ class ImageMetrics(pl.Callback):
         if _due(trainer, self.every_n_steps):
             self.evaluate(trainer, pl_module)
 
+    # Saved in checkpoints: a resumed run reports the same cost and last values.
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "last": dict(self.last)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.seconds, self.last = float(state.get("seconds", 0.0)), dict(state.get("last", {}))
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         write_metrics(trainer, self.evaluate(trainer, pl_module))
-
-
-class DivergenceError(UserError):
-    pass
 
 
 class DivergenceGuard(pl.Callback):
@@ -234,5 +244,5 @@ class DivergenceGuard(pl.Callback):
             if value is not None and not math.isfinite(float(value)):
                 raise DivergenceError(
                     f"training diverged at step {trainer.global_step}: {name} = {float(value)}; lower the learning "
-                    "rates or add a penalty (gp_weight / r1_weight); checkpoints written before are kept"
+                    "rates or add a regularizer (R1, GradientPenalty); checkpoints written before are kept"
                 )

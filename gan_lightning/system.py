@@ -41,6 +41,7 @@ from gan_lightning.errors import UserError
 from gan_lightning.losses import GANLoss, LossName, get_loss
 from gan_lightning.nets.base import Discriminator, Generator
 from gan_lightning.regularizers import Context, Regularizer, Side
+from gan_lightning.resume import check_finite, gather_rng_states, provenance, set_rng_state
 
 D_STEPS = ("joint", "split")
 PRIORS = ("normal", "uniform")
@@ -417,6 +418,29 @@ class GAN(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._batch_checked = False
+
+    # ------------------------------------------------------------------ checkpoints: exact resume, provenance
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called on every process (it gathers); only process 0 writes the file.
+        check_finite(self, self.global_step)
+        checkpoint["rng_states"] = gather_rng_states()
+        checkpoint["provenance"] = provenance(self.trainer.default_root_dir if self._trainer is not None else None)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if states:
+            # Applied when training starts: the strategy re-seeds each process while it sets up, after loading.
+            self._rng_to_restore = states[self.global_rank] if self.global_rank < len(states) else None
+            if len(states) != self.trainer.world_size:
+                rank_zero_warn(f"--ckpt_path: the checkpoint holds the random streams of {len(states)} processes "
+                               f"but this run has {self.trainer.world_size}; the run continues with fresh streams, "
+                               "so it will not repeat the uninterrupted run exactly")
+                self._rng_to_restore = None
+
+    def on_train_start(self) -> None:
+        state = self.__dict__.pop("_rng_to_restore", None)
+        if state is not None:
+            set_rng_state(state)
 
     # ------------------------------------------------------------------ schedules and EMA
     def _step_schedulers(self) -> None:

@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from gan_lightning.data.order import EpochSampler
 from gan_lightning.errors import UserError
 
 
@@ -79,15 +80,25 @@ class GANDataModule(pl.LightningDataModule):
                 f"but the training set has only {len(self.train_set)}; lower batch_size"
             )
         batched = isinstance(self.train_set, InMemory)
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        # The order is a function of (seed, epoch, position): a resumed run draws the batches the uninterrupted
+        # run would have drawn (see gan_lightning.data.order).
+        sampler = EpochSampler(len(self.train_set), per_step, seed=self.seed, world=world, rank=rank,
+                               position=lambda: self.trainer.global_step if self.trainer is not None else 0)
+        if sampler.batches_per_epoch < 1:
+            raise UserError(
+                f"data.batch_size: {per_step * world} samples per step ({self.batch_size} x {self.draws_per_step} D "
+                f"steps x {world} processes) but the training set has only {len(self.train_set)}; lower batch_size"
+            )
         return DataLoader(
             self.train_set,
             batch_size=per_step,
-            shuffle=True,
+            sampler=sampler,
             drop_last=True,  # every D step sees a full batch.
             num_workers=self.num_workers,
             collate_fn=_identity if batched else None,
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def real_samples(self, n: int | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
