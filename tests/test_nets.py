@@ -12,11 +12,13 @@ from typing import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import (
     AuxiliaryClassifier,
     ConditionalBatchNorm,
+    Conditioning,
     LabelConcat,
     Projection,
     SpatialCondition,
@@ -25,11 +27,13 @@ from gan_lightning.errors import UserError
 from gan_lightning.nets import (
     DCGANDiscriminator,
     DCGANGenerator,
+    Discriminator,
     MLPDiscriminator,
     MLPGenerator,
     ResNetDiscriminator,
     ResNetGenerator,
 )
+from gan_lightning.nets.base import numel, squeeze_score
 from gan_lightning.system import GAN
 
 N = 4   # batch size
@@ -239,6 +243,173 @@ class TestDiscriminator:
             other = scores(call(net, x, condition_for(net, N, shift=1)))
             assert (other - out).abs().min() > 0, "a score ignored its condition"
 
+    def test_forward_scores_the_conditioned_features_with_the_head(self, make):
+        """The template's forward is the chain every discriminator used to write out: condition the input,
+        extract features, score them with ``head``, let the conditioning act on the score, squeeze."""
+        net = perturbed(make()).eval()
+        x, y = self.inputs(net)
+        with torch.no_grad():
+            h = net.conditioning.condition_input(x, y)
+            assert h.shape[1:] == net.input_shape
+            if isinstance(net, MLPDiscriminator):
+                f = net.body(h.flatten(1))
+            elif isinstance(net, DCGANDiscriminator):
+                f = net.body(h).flatten(1)
+            else:
+                f = F.relu(net.blocks(h)).sum(dim=(2, 3))
+            assert f.shape == (N, net.features_dim)
+            expected = squeeze_score(net.conditioning.condition_output(f, net.head(f), y))
+            out = call(net, x, y)
+        assert type(out) is type(expected)
+        for a, b in zip(out if isinstance(out, tuple) else (out,), expected if isinstance(out, tuple) else (expected,)):
+            assert torch.equal(a, b)
+        # Checkpoints keep their keys: the score head is still `head`.
+        assert {"head.weight", "head.bias"} <= {k.replace(".parametrizations.weight.original", ".weight")
+                                               for k in net.state_dict()}
+
+
+# ----------------------------------------------------------------------------- the discriminator template
+
+
+class FeaturesOnly(Discriminator):
+    """A discriminator that supplies only a feature extractor and its size; the base class does the rest."""
+
+    def __init__(self, in_shape=(1, 4, 4), num_classes=0, conditioning=None, norm="none", declare=True) -> None:
+        super().__init__(in_shape, num_classes, conditioning)
+        self.body = nn.Linear(numel(self.input_shape), 5)
+        if declare:
+            self.set_features(5, norm)
+
+    def features(self, x: Tensor) -> Tensor:
+        return torch.tanh(self.body(x.flatten(1)))
+
+
+TEMPLATE_CONDITIONINGS = {
+    "none": lambda: None,
+    "label_concat": LabelConcat,
+    "projection": lambda: Projection("none"),
+    "projection_classifier": lambda: Projection("none", classifier=True),
+    "auxiliary_classifier": AuxiliaryClassifier,
+}
+
+
+@pytest.mark.parametrize("norm", ["none", "spectral"])
+@pytest.mark.parametrize("make_conditioning", TEMPLATE_CONDITIONINGS.values(), ids=TEMPLATE_CONDITIONINGS.keys())
+def test_template_discriminator_from_features_alone(make_conditioning, norm):
+    torch.manual_seed(0)
+    conditioning = make_conditioning()
+    d = perturbed(FeaturesOnly(num_classes=0 if conditioning is None else K, conditioning=conditioning, norm=norm))
+    x = torch.rand(N, 1, 4, 4) * 2 - 1
+    y = None if conditioning is None else torch.tensor([0, 2, 1, 2])
+    call(d.train(), x, y)  # spectral norm's power iteration catches up with the moved weights
+    out = call(d.eval(), x, y)
+
+    # The conditioned input, the features and the linear score head, computed by hand.
+    with torch.no_grad():
+        h = x
+        if isinstance(conditioning, LabelConcat):
+            assert d.input_channels == 1 + K and d.input_shape == (1 + K, 4, 4)
+            h = torch.cat([x, F.one_hot(y, K).float()[:, :, None, None].expand(-1, -1, 4, 4)], dim=1)
+        else:
+            assert d.input_channels == 1 and d.input_shape == (1, 4, 4)
+        f = torch.tanh(h.flatten(1) @ d.body.weight.T + d.body.bias)
+        w = d.head.weight  # under spectral norm: the normalized weight
+        if norm == "spectral":
+            assert hasattr(d.head, "parametrizations")
+            assert float(torch.linalg.matrix_norm(w, ord=2)) == pytest.approx(1.0, abs=1e-3)
+        else:
+            assert not hasattr(d.head, "parametrizations")
+        score = (f @ w.T + d.head.bias)[:, 0]
+        logits = None
+        if isinstance(conditioning, Projection):  # psi(f) + <embed(y), f>
+            score = score + (d.conditioning.embed.weight[y] * f).sum(dim=1)
+        if getattr(conditioning, "classifier", None) is not None:  # AC-GAN class head on f
+            logits = f @ d.conditioning.classifier.weight.T + d.conditioning.classifier.bias
+
+    assert d.features_dim == 5
+    if logits is None:
+        assert isinstance(out, Tensor) and out.shape == (N,)
+        torch.testing.assert_close(out, score)
+    else:
+        assert isinstance(out, tuple) and out[0].shape == (N,) and out[1].shape == (N, K)
+        torch.testing.assert_close(out[0], score)
+        torch.testing.assert_close(out[1], logits)
+        if isinstance(conditioning, AuxiliaryClassifier):  # AC-GAN's score does not see the label
+            torch.testing.assert_close(call(d, x, (y + 1) % K)[0], out[0])
+
+
+def test_template_discriminator_that_declares_no_features_fails_clearly():
+    d = FeaturesOnly(declare=False)
+    with pytest.raises(TypeError, match=r"FeaturesOnly: call self\.set_features\(features_dim\) in __init__"):
+        d(torch.zeros(N, 1, 4, 4))
+    d.set_features(5)
+    assert d(torch.zeros(N, 1, 4, 4)).shape == (N,)
+    with pytest.raises(RuntimeError, match="set_features: called twice"):
+        d.set_features(5)
+
+
+def test_template_discriminator_without_features_or_with_a_hidden_features_module_fails_clearly():
+    class NoFeatures(Discriminator):
+        def __init__(self) -> None:
+            super().__init__((2,))
+            self.set_features(2)
+
+    class FeaturesModule(NoFeatures):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Identity()  # hidden behind the method of the same name
+
+    with pytest.raises(NotImplementedError, match=r"NoFeatures: implement features\(x\)"):
+        NoFeatures()(torch.zeros(N, 2))
+    with pytest.raises(TypeError, match="a submodule named 'features' is hidden"):
+        FeaturesModule()(torch.zeros(N, 2))
+
+
+def test_a_discriminator_that_overrides_forward_needs_no_template():
+    class Critic(Discriminator):
+        def __init__(self) -> None:
+            super().__init__((2,))
+            self.w = nn.Parameter(torch.tensor([3.0, -1.0]))
+
+        def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+            return x @ self.w
+
+    d = Critic()
+    assert d.features_dim is None and not hasattr(d, "head")
+    torch.testing.assert_close(d(torch.tensor([[1.0, 2.0], [0.0, 1.0]])), torch.tensor([1.0, -1.0]))
+
+
+class MapsOnly(Conditioning):
+    """A condition that needs feature maps, whatever its kind."""
+
+    kind = "maps"
+    needs_feature_maps = True
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: MLPGenerator(out_shape=[1, 28, 28], hidden=[4], conditioning=SpatialCondition()),
+         r"^generator\.conditioning: SpatialCondition needs feature maps, .*DCGAN or ResNet"),
+        (lambda: MLPDiscriminator(in_shape=[1, 28, 28], hidden=[4], conditioning=SpatialCondition()),
+         r"^discriminator\.conditioning: SpatialCondition needs feature maps, .*DCGAN or ResNet"),
+        (lambda: MLPGenerator(hidden=[4], conditioning=MapsOnly()), r"^generator\.conditioning: MapsOnly needs feature"),
+        (lambda: MLPDiscriminator(hidden=[4], conditioning=MapsOnly()), r"^discriminator\.conditioning: MapsOnly needs"),
+    ],
+    ids=["g_spatial", "d_spatial", "g_flag", "d_flag"],
+)
+def test_mlp_networks_refuse_conditions_that_need_feature_maps(make, match):
+    with pytest.raises(UserError, match=match) as err:
+        make()
+    assert "\n" not in str(err.value)
+
+
+def test_convolutional_networks_accept_conditions_that_need_feature_maps():
+    d = DCGANDiscriminator(ndf=4, conditioning=SpatialCondition(size=7))
+    r = ResNetDiscriminator(channels=1, image_size=28, ndf=8, conditioning=SpatialCondition(size=7))
+    assert d.input_channels == 2 and r.input_channels == 2
+    assert d.body[0].in_channels == 2 and r.blocks[0].conv1.in_channels == 2
+
 
 # ----------------------------------------------------------------------------- contracts between the two
 
@@ -326,11 +497,13 @@ def test_every_architecture_and_conditioning_has_a_partner():
 def test_one_train_step_per_combination(g_name, d_name, make_trainer):
     from torch.utils.data import DataLoader, TensorDataset
 
+    from gan_lightning.regularizers import ClassLoss
     from gan_lightning.system import GAN
 
     torch.manual_seed(0)
     g, d = GENERATORS[g_name](), DISCRIMINATORS[d_name]()
-    model = GAN(g, d, loss="hinge")
+    # A class head (AC-GAN) must be trained by a regularizer.
+    model = GAN(g, d, loss="hinge", regularizers=[ClassLoss()] if d.conditioning.has_class_head else [])
     x = torch.rand(8, *g.out_shape) * 2 - 1
     y = torch.randint(0, max(K, 1), (8,))
     before_g = [p.detach().clone() for p in g.parameters()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
-from gan_lightning.nets.base import Discriminator, Generator, image_shape, squeeze_score
+from gan_lightning.nets.base import Discriminator, Generator, image_shape
 from gan_lightning.nets.layers import D_NORMS, check_choice, maybe_sn
 from gan_lightning.errors import UserError
 
@@ -89,8 +89,7 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(image_shape(channels, image_size), num_classes, conditioning)
         check_choice(norm, D_NORMS, "discriminator.norm")
         start, stages = _stages(image_size, "discriminator")
-        in_ch = self.conditioning.input_channels(channels)
-        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(in_ch, ndf, 4, 2, 1), norm), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [maybe_sn(nn.Conv2d(self.input_channels, ndf, 4, 2, 1), norm), nn.LeakyReLU(0.2)]
         width = ndf
         for _ in range(stages - 1):
             layers.append(maybe_sn(nn.Conv2d(width, width * 2, 4, 2, 1, bias=norm != "batch"), norm))
@@ -99,11 +98,7 @@ class DCGANDiscriminator(Discriminator):
             layers.append(nn.LeakyReLU(0.2))
             width *= 2
         self.body = nn.Sequential(*layers)
-        self.features_dim = width * start * start
-        self.head = maybe_sn(nn.Linear(self.features_dim, 1), norm)
-        _init_weights(self)
-        self.conditioning.bind_features(self.features_dim)
+        self.set_features(width * start * start, norm, init=_init_weights)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        features = self.body(self.conditioning.condition_input(x, y)).flatten(1)
-        return squeeze_score(self.conditioning.condition_output(features, self.head(features), y))
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x).flatten(1)

@@ -11,13 +11,17 @@ from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
 from gan_lightning.errors import UserError
-from gan_lightning.nets.base import Discriminator, Generator, numel, squeeze_score
+from gan_lightning.nets.base import Discriminator, Generator, numel
 from gan_lightning.nets.layers import Maxout, activation, check_choice, maybe_sn, out_activation
 
 
-def _no_spatial(conditioning: Conditioning, role: str) -> None:
-    if conditioning.condition == "spatial":
-        raise UserError(f"{role}.conditioning: MLP networks have no feature maps for a spatial condition; use DCGAN")
+def _no_feature_maps(conditioning: Conditioning, role: str) -> None:
+    """Refuse a conditioning method that needs feature maps, which fully connected networks do not have."""
+    if getattr(conditioning, "needs_feature_maps", False):
+        raise UserError(
+            f"{role}.conditioning: {type(conditioning).__name__} needs feature maps, which MLP networks do not have; "
+            "use a DCGAN or ResNet network"
+        )
 
 
 class MLPGenerator(Generator):
@@ -36,7 +40,7 @@ class MLPGenerator(Generator):
     ) -> None:
         super().__init__(latent_dim, tuple(out_shape), num_classes, conditioning)
         check_choice(norm, ("batch", "none"), "generator.norm")
-        _no_spatial(self.conditioning, "generator")
+        _no_feature_maps(self.conditioning, "generator")
         width = self.conditioning.latent_dim(latent_dim)
         self.linears = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -75,11 +79,8 @@ class MLPDiscriminator(Discriminator):
     ) -> None:
         super().__init__(tuple(in_shape), num_classes, conditioning)
         check_choice(norm, ("none", "spectral"), "discriminator.norm")
-        _no_spatial(self.conditioning, "discriminator")
-        width = numel(self.in_shape)
-        # For images, extra label channels add H*W inputs each; for vectors, one input each.
-        extra = self.conditioning.input_channels(self.in_shape[0]) - self.in_shape[0]
-        width += extra * (numel(self.in_shape[1:]) if len(self.in_shape) > 1 else 1)
+        _no_feature_maps(self.conditioning, "discriminator")
+        width = numel(self.input_shape)  # the conditioned input, flattened
         layers: list[nn.Module] = []
         for h in hidden:
             if dropout > 0:
@@ -90,10 +91,7 @@ class MLPDiscriminator(Discriminator):
                 layers += [maybe_sn(nn.Linear(width, h), norm), activation(activation_fn, "discriminator.activation_fn")]
             width = h
         self.body = nn.Sequential(*layers)
-        self.head = maybe_sn(nn.Linear(width, 1), norm)
-        self.conditioning.bind_features(width)
+        self.set_features(width, norm)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        x = self.conditioning.condition_input(x, y)
-        features = self.body(x.flatten(1))
-        return squeeze_score(self.conditioning.condition_output(features, self.head(features), y))
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x.flatten(1))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
-from gan_lightning.nets.base import Discriminator, Generator, image_shape, squeeze_score
+from gan_lightning.nets.base import Discriminator, Generator, image_shape
 from gan_lightning.nets.layers import check_choice, maybe_sn
 
 SIZES = {28: (7, 2), 32: (4, 3), 64: (4, 4)}  # image size -> (start size, number of 2x stages)
@@ -24,6 +24,16 @@ def _stages(image_size: int, who: str) -> tuple[int, int]:
 
         raise UserError(f"{who}.image_size: the ResNet networks support {sorted(SIZES)}, got {image_size}")
     return SIZES[image_size]
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every convolution and linear layer, as in SNGAN."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            # Under spectral norm `m.weight` is recomputed on access: initialise the stored weight.
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.xavier_uniform_(weight)
+            nn.init.zeros_(m.bias)
 
 
 class GBlock(nn.Module):
@@ -80,10 +90,7 @@ class ResNetGenerator(Generator):
         self.blocks = nn.ModuleList([GBlock(ngf + (extra if i == 0 else 0), ngf, self.conditioning) for i in range(stages)])
         self.norm = self.conditioning.norm(ngf)
         self.to_image = nn.Conv2d(ngf, channels, 3, 1, 1)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_weights(self)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.project(self.conditioning.condition_latent(z, y)).view(z.shape[0], self.ngf, self.start, self.start)
@@ -108,20 +115,12 @@ class ResNetDiscriminator(Discriminator):
         super().__init__(image_shape(channels, image_size), num_classes, conditioning)
         check_choice(norm, ("spectral", "none"), "discriminator.norm")
         _, stages = _stages(image_size, "discriminator")
-        in_ch = self.conditioning.input_channels(channels)
         # As in SNGAN's 32x32 D: downsampling blocks to 8x8 (4x4 at 64, 7x7 at 28), then two that keep the size.
         downs = stages - 1
-        blocks = [DBlock(in_ch, ndf, norm, down=True, first=True)]
+        blocks = [DBlock(self.input_channels, ndf, norm, down=True, first=True)]
         blocks += [DBlock(ndf, ndf, norm, down=i < downs - 1, first=False) for i in range(downs + 1)]
         self.blocks = nn.Sequential(*blocks)
-        self.head = maybe_sn(nn.Linear(ndf, 1), norm)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-                nn.init.xavier_uniform_(weight)
-                nn.init.zeros_(m.bias)
-        self.conditioning.bind_features(ndf)
+        self.set_features(ndf, norm, init=_init_weights)
 
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        features = F.relu(self.blocks(self.conditioning.condition_input(x, y))).sum(dim=(2, 3))
-        return squeeze_score(self.conditioning.condition_output(features, self.head(features), y))
+    def features(self, x: Tensor) -> Tensor:
+        return F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling
