@@ -4,32 +4,53 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
+import re
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from jsonargparse import ArgumentParser
 
+from gan_lightning.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY
 from gan_lightning.errors import DataNotFound, UserError
 from gan_lightning.sampling import draw, save_grid, save_scatter, to_uint8
 from gan_lightning.system import GAN
 
 
-def load_gan(ckpt_path: str, device: str = "cpu") -> GAN:
-    """A trained GAN from a checkpoint written by ``fit``, in eval mode."""
+def read_checkpoint(ckpt_path: str, trust: bool = False) -> dict:
+    """A checkpoint's contents, read without executing pickled code: ``torch.load(weights_only=True)`` allows
+    tensors, containers and plain values only (what ``fit`` writes). A file that needs more is refused with a
+    line saying how to trust it explicitly (``trust=True``: a full unpickle, for files from a trusted source)."""
     if not os.path.isfile(ckpt_path):
         raise DataNotFound(f"--ckpt_path: no checkpoint at {ckpt_path!r}; fit writes runs/<experiment>/<run>/checkpoints/last.ckpt")
     try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
+        if not trust and "Weights only load failed" in str(err):
+            raise UserError(f"--ckpt_path: {ckpt_path!r} holds a pickled object{what} beyond tensors and plain values, "
+                            "and loading it could run code from the file; if you trust its source, add "
+                            "--trust_checkpoint") from None
+        raise UserError(f"--ckpt_path: {ckpt_path!r} is not a readable PyTorch checkpoint (UnpicklingError)") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise UserError(f"--ckpt_path: {ckpt_path!r} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    hparams = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if "_instantiator" not in hparams or "generator" not in hparams:
+    if not isinstance(ckpt, dict):
+        raise UserError(f"--ckpt_path: {ckpt_path!r} is not a checkpoint written by `python -m gan_lightning fit`")
+    return ckpt
+
+
+def load_gan(ckpt_path: str, device: str = "cpu", trust: bool = False) -> GAN:
+    """A trained GAN from a checkpoint written by ``fit``, in eval mode (read as ``read_checkpoint`` does)."""
+    ckpt = read_checkpoint(ckpt_path, trust)
+    hparams = ckpt.get("hyper_parameters", {})
+    if INSTANTIATOR_KEY not in hparams or "generator" not in hparams:
         raise UserError(
             f"--ckpt_path: {ckpt_path!r} was not written by `python -m gan_lightning fit`; load it in Python with "
             "GAN.load_from_checkpoint(path, generator=..., discriminator=...)"
         )
-    model = GAN.load_from_checkpoint(ckpt_path, map_location=device)
+    model = GAN.load_from_checkpoint(ckpt_path, map_location=device, weights_only=not trust)
     return model.eval()
 
 
@@ -50,11 +71,11 @@ def load_condition_images(path: str, shape: tuple[int, ...]) -> torch.Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
-def real_from_checkpoint(ckpt_path: str, seed: int = 0):
+def real_from_checkpoint(ckpt_path: str, seed: int = 0, trust: bool = False):
     """``real(n)``: ``n`` training samples of the data a checkpoint was trained on (a seeded subset, cycled)."""
 
     def real(n: int) -> torch.Tensor:
-        x, _ = data_from_checkpoint(ckpt_path).real_samples(n, seed=seed)
+        x, _ = data_from_checkpoint(ckpt_path, trust).real_samples(n, seed=seed)
         return x[torch.arange(n) % len(x)]
 
     return real
@@ -75,6 +96,8 @@ def sample_main(argv: Sequence[str]) -> int:
     parser.add_argument("--batch_size", type=int, default=500, help="Samples per generator call.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--ema", type=str, default="auto", help="auto: the EMA generator when there is one | live.")
+    parser.add_argument("--trust_checkpoint", type=bool, default=False,
+                        help="Unpickle everything in the checkpoint (only for files from a trusted source).")
     args = parser.parse_args(list(argv))
     if args.num < 1:
         raise UserError(f"--num: must be >= 1, got {args.num}")
@@ -82,11 +105,12 @@ def sample_main(argv: Sequence[str]) -> int:
         raise UserError(f"--out: {args.out!r} must end in .npz")
     if args.ema not in ("auto", "live"):
         raise UserError(f"--ema: must be 'auto' or 'live', got {args.ema!r}")
-    model = load_gan(args.ckpt_path, args.device)
+    model = load_gan(args.ckpt_path, args.device, args.trust_checkpoint)
     conditioning = model.conditioning
     images = load_condition_images(args.condition_images, model.generator.out_shape) if args.condition_images else None
     conditions = conditioning.sample_conditions(args.num, labels=args.labels, images=images,
-                                                real=real_from_checkpoint(args.ckpt_path, args.seed))
+                                                real=real_from_checkpoint(args.ckpt_path, args.seed,
+                                                                          args.trust_checkpoint))
     samples = draw(model, args.num, seed=args.seed, labels=conditions, batch_size=args.batch_size,
                    ema=args.ema == "auto")
     out = {"samples": to_uint8(samples).numpy() if model.generator.is_image else samples.float().numpy()}
@@ -111,16 +135,16 @@ def sample_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def data_from_checkpoint(ckpt_path: str):
+def data_from_checkpoint(ckpt_path: str, trust: bool = False):
     """The data module a checkpoint was trained on, rebuilt from the config the CLI saved in it."""
     import importlib
 
     from gan_lightning.data.base import GANDataModule
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(ckpt_path, trust)
     hp = dict(ckpt.get("datamodule_hyper_parameters") or {})
-    class_path = hp.pop("_class_path", None)
-    hp.pop("_instantiator", None)
+    class_path = hp.pop(CLASS_PATH_KEY, None)
+    hp.pop(INSTANTIATOR_KEY, None)
     if not class_path:
         raise UserError(f"--ckpt_path: {ckpt_path!r} holds no data config; give the reference data with --data")
     module, name = class_path.rsplit(".", 1)
@@ -152,7 +176,7 @@ def _evaluate_worker(args, datamodule, extractor, out: dict) -> dict:
         gen = FeatureSet(feats, logits, labels)
         names = args.metrics or (["fid", "kid", "accuracy", "intra_fid"] if labels is not None else ["fid", "kid"])
     else:
-        model = load_gan(args.ckpt_path, device)
+        model = load_gan(args.ckpt_path, device, args.trust_checkpoint)
         gen = generated_features(model, extractor, args.num, args.seed, args.batch_size)
         names = args.metrics or (["fid", "kid", "accuracy", "intra_fid"] if model.conditioning.class_count > 0
                                  else ["fid", "kid", "class_histogram"])
@@ -191,6 +215,8 @@ def evaluate_main(argv: Sequence[str]) -> int:
     parser.add_argument("--accelerator", type=str, default="cpu", help="cpu | cuda | auto")
     parser.add_argument("--cache_dir", type=Optional[str], default=None, help="Reference cache folder.")
     parser.add_argument("--out", type=Optional[str], default=None, help="JSON file (default: print only).")
+    parser.add_argument("--trust_checkpoint", type=bool, default=False,
+                        help="Unpickle everything in the checkpoint (only for files from a trusted source).")
     args = parser.parse_args(list(argv))
     if bool(args.ckpt_path) == bool(args.samples):
         raise UserError("evaluate: give exactly one of --ckpt_path and --samples")
@@ -206,7 +232,7 @@ def evaluate_main(argv: Sequence[str]) -> int:
     if init.data is not None:
         datamodule = init.data
     elif args.ckpt_path:
-        datamodule = data_from_checkpoint(args.ckpt_path)
+        datamodule = data_from_checkpoint(args.ckpt_path, args.trust_checkpoint)
     else:
         raise UserError("--data: a samples file needs its reference data, e.g. --data gan_lightning.data.EmbeddedMNIST")
     extractor = init.extractor if init.extractor is not None else DomainFeatures()

@@ -14,7 +14,7 @@ hook                             where the network calls it              default
 ``condition_map(h, c)``          G's first feature map                   ``h``
 ``input_channels(c)``            channels of D's input                   ``c``
 ``condition_input(x, c)``        D's input                               ``x``
-``bind_features(f)``             once, with D's pooled feature size      nothing
+``bind_features(f)``             once, by ``set_features(f)``            nothing
 ``condition_output(f, o, c)``    D's score ``o`` ``(N, 1)`` from ``f``   ``o``
 ===============================  ======================================  ==================================
 
@@ -137,10 +137,6 @@ class Conditioning(nn.Module):
         return out
 
     # ------------------------------------------------------------------ the condition's life
-    @property
-    def condition(self) -> str:  # TEMP alias of kind until the nets use needs_feature_maps
-        return self.kind
-
     @property
     def conditional(self) -> bool:
         return False

@@ -428,7 +428,7 @@ class GAN(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get("rng_states")
-        if states:
+        if states and self._trainer is not None:  # resuming fit (not load_from_checkpoint)
             # Applied when training starts: the strategy re-seeds each process while it sets up, after loading.
             self._rng_to_restore = states[self.global_rank] if self.global_rank < len(states) else None
             if len(states) != self.trainer.world_size:

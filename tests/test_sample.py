@@ -1,4 +1,4 @@
-"""``python -m gan_lightning sample`` (SPEC §3) on checkpoints written by ``fit``.
+"""``python -m gan_lightning sample`` on checkpoints written by ``fit``.
 
 Three tiny models are trained once through the CLI into a temporary folder: a toy 2D model, an unconditional
 DCGAN on the embedded MNIST subset (with an EMA generator) and a class-conditional one (LabelConcat on both
@@ -226,3 +226,43 @@ def test_missing_checkpoint_exit_code_from_the_shell(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --ckpt_path") and "missing.ckpt" in lines[0], proc.stderr
     assert not (tmp_path / "x.npz").exists()
+
+
+class _Marker:
+    """Unpickling this creates a file: a stand-in for code a malicious checkpoint would run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_checkpoint_with_unknown_pickled_object_is_refused(trained, tmp_path, capsys):
+    """sample/evaluate read checkpoints with weights_only=True: an object outside tensors and plain values is
+    refused in one line saying how to trust the file, and its code does not run; --trust_checkpoint opts in."""
+    marker = tmp_path / "code-ran"
+    data = torch.load(ckpt(trained, "toy"), weights_only=False)
+    data["extra"] = _Marker(str(marker))
+    evil = tmp_path / "evil.ckpt"
+    torch.save(data, evil)
+    assert not marker.exists()
+    assert main(["sample", "--ckpt_path", str(evil), "--num", "3", "--out", str(tmp_path / "s.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --ckpt_path:") and "--trust_checkpoint" in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+    assert not marker.exists()
+    assert main(["evaluate", "--ckpt_path", str(evil), "--num", "4", "--num_reference", "4"]) == 2
+    assert not marker.exists()
+    assert main(["sample", "--ckpt_path", str(evil), "--num", "3", "--out", str(tmp_path / "s.npz"),
+                 "--trust_checkpoint", "true"]) == 0
+    assert marker.exists()  # trusted explicitly: fully unpickled
+
+
+def test_checkpoints_record_provenance(trained):
+    from gan_lightning import __version__
+
+    data = torch.load(ckpt(trained, "mnist"), weights_only=True)  # what fit writes loads without unpickling code
+    prov = data["provenance"]
+    assert prov["version"] == __version__
+    assert "model:" in prov["config"] and "generator:" in prov["config"]

@@ -106,16 +106,14 @@ class TinyGenerator(Generator):
 
 
 class TinyDiscriminator(Discriminator):
-    """Two strided convolutions and a linear score head."""
+    """Two strided convolutions: only its features and their size; the template adds the score head and the
+    conditioning hooks."""
 
     def __init__(self, width: int = 8, channels: int = 1, num_classes: int = 0, conditioning=None) -> None:
         super().__init__((channels, 28, 28), num_classes, conditioning)
-        self.body = nn.Sequential(nn.Conv2d(self.conditioning.input_channels(channels), width, 4, 2, 1),
-                                  nn.LeakyReLU(0.2), nn.Conv2d(width, width, 4, 2, 1), nn.LeakyReLU(0.2),
-                                  nn.Flatten())
-        self.head = nn.Linear(width * 7 * 7, 1)
-        self.conditioning.bind_features(width * 7 * 7)
+        self.body = nn.Sequential(nn.Conv2d(self.input_channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
+                                  nn.Conv2d(width, width, 4, 2, 1), nn.LeakyReLU(0.2), nn.Flatten())
+        self.set_features(width * 7 * 7)
 
-    def forward(self, x: Tensor, c: Optional[Tensor] = None) -> Tensor:
-        f = self.body(self.conditioning.condition_input(x, c))
-        return self.conditioning.condition_output(f, self.head(f), c).squeeze(1)
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
