@@ -1,6 +1,7 @@
-"""Command line: ``python -m gan_lightning {fit,validate,sample} ...`` (SPEC §3).
+"""Command line: ``python -m gan_lightning COMMAND [options]``; ``COMMANDS`` is the table of commands, and
+``python -m gan_lightning --help`` lists them.
 
-``fit`` is LightningCLI: ``--config experiments/<name>.yaml``, several ``--config``, ``--print_config``,
+``fit`` is LightningCLI (restricted to Lightning's ``fit``): ``--config experiments/<name>.yaml``, several ``--config``, ``--print_config``,
 ``class_path``/``init_args`` and ``--key=value`` overrides. On top of it:
 
 - ``--experiment NAME`` (default: the stem of the first config file) and ``--run_dir`` (default
@@ -14,8 +15,11 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
+import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -56,6 +60,7 @@ class RunConfig(SaveConfigCallback):
 class GANCLI(LightningCLI):
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("parser_kwargs", {"prog": "python -m gan_lightning"})
         kwargs.setdefault(
             "trainer_defaults", {"log_every_n_steps": 50, "max_epochs": -1, "callbacks": [DivergenceGuard()]}
         )
@@ -69,6 +74,11 @@ class GANCLI(LightningCLI):
             auto_configure_optimizers=False,
             **kwargs,
         )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # Only fit: validate, test and predict have nothing to run on a GAN (no validation or test loop).
+        return {"fit": LightningCLI.subcommands()["fit"]}
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--experiment", type=Optional[str], default=None,
@@ -133,23 +143,66 @@ class GANCLI(LightningCLI):
         )
 
 
+@dataclass(frozen=True)
+class Command:
+    """One command of ``python -m gan_lightning``: ``target`` is ``"module:function"``, a function taking the
+    command's arguments and returning the exit code."""
+
+    target: str
+    help: str  # One line, shown by --help.
+
+    def run(self, argv: Sequence[str]) -> int:
+        module, function = self.target.split(":")
+        return getattr(importlib.import_module(module), function)(list(argv))
+
+
+def _classifier_target() -> str:
+    # The domain classifier is the package gan_lightning.classifier; trees that predate the package have it in
+    # gan_lightning.metrics.classifier (this fallback can go once the package is everywhere).
+    if importlib.util.find_spec("gan_lightning.classifier") is not None:
+        return "gan_lightning.classifier:classifier_main"
+    return "gan_lightning.metrics.classifier:classifier_main"
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command("gan_lightning.cli:fit_main",
+                   "train a GAN (LightningCLI): --config experiments/<name>.yaml [--key=value ...]"),
+    "sample": Command("gan_lightning.commands:sample_main",
+                      "draw samples from a checkpoint into an .npz (and a PNG grid)"),
+    "evaluate": Command("gan_lightning.commands:evaluate_main",
+                        "metrics (FID, KID, accuracy, ...) of a checkpoint or of an .npz of samples, as JSON"),
+    "classifier": Command(_classifier_target(),
+                          "train (once, then cached) the domain classifier the image metrics use"),
+}
+
+
+def usage() -> str:
+    """The command table, as ``--help`` prints it."""
+    width = max(map(len, COMMANDS))
+    rows = "\n".join(f"  {name:<{width}}  {command.help}" for name, command in COMMANDS.items())
+    return (f"usage: python -m gan_lightning COMMAND [options]\n\ncommands:\n{rows}\n\n"
+            "python -m gan_lightning COMMAND --help lists a command's options.")
+
+
+def fit_main(argv: Sequence[str]) -> int:
+    """``python -m gan_lightning fit ...``: LightningCLI's fit."""
+    argv = list(argv)
+    # LightningCLI reads sys.argv itself (and warns when given both), so it gets None when that is this command.
+    GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
     try:
-        if args and args[0] == "sample":
-            from gan_lightning.commands import sample_main
-
-            return sample_main(args[1:])
-        if args and args[0] == "evaluate":
-            from gan_lightning.commands import evaluate_main
-
-            return evaluate_main(args[1:])
-        if args and args[0] == "classifier":
-            from gan_lightning.metrics.classifier import classifier_main
-
-            return classifier_main(args[1:])
-        GANCLI(args=None if argv is None else args)
-        return 0
+        return COMMANDS[name].run(rest)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
