@@ -136,3 +136,51 @@ def test_two_process_gan_ddp_resumes_exactly(tmp_path):
     assert_same_state(_checkpoint_at(tmp_path / "full", 2 * N), _checkpoint_at(tmp_path / "resumed", 2 * N))
     ckpt = torch.load(_checkpoint_at(tmp_path / "full", 2 * N), weights_only=False)
     assert len(ckpt["rng_states"]) == 2 and not torch.equal(ckpt["rng_states"][0]["torch"], ckpt["rng_states"][1]["torch"])
+
+
+# ------------------------------------------------------------------------------------------------ divergence
+def test_divergence_stops_with_the_step_and_loss_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    """An absurd learning rate: the run stops with one line naming the step and the loss, exits 2, and
+    last.ckpt (written every step until then) is the last good step's, loadable and finite."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    rc = main(["fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"), "--wandb=disabled", f"--run_dir={run}",
+               "--trainer.callbacks=null", "--trainer.max_steps=50", "--trainer.log_every_n_steps=1",
+               "--trainer.enable_progress_bar=false", "--checkpoint.every_n_train_steps=1",
+               "--model.g_optimizer.init_args.lr=1e6", "--model.d_optimizer.init_args.lr=1e6"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    line = [l for l in err.splitlines() if l.startswith("error:")]
+    assert len(line) == 1 and "Traceback" not in err
+    step = int(line[0].split("training diverged at step ")[1].split(":")[0])
+    assert "train/" in line[0] and ("= nan" in line[0] or "= inf" in line[0])
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == step - 1
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_no_checkpoint_is_written_from_non_finite_weights(make_trainer, tmp_path):
+    """Weights that turn NaN between two logged steps are caught when a checkpoint is about to be written: the
+    save is refused with the parameter's name and the previous checkpoint stays."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from gan_lightning.data import ToyDataModule
+    from gan_lightning.nets import MLPDiscriminator, MLPGenerator
+    from gan_lightning.resume import DivergenceError
+    from gan_lightning.system import GAN
+
+    class Poison(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            if trainer.global_step == 3:
+                with torch.no_grad():
+                    pl_module.discriminator.head.weight[0, 0] = float("nan")
+
+    torch.manual_seed(0)
+    model = GAN(MLPGenerator(hidden=[8]), MLPDiscriminator(hidden=[8], maxout_pieces=2))
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=1, save_last=True, save_top_k=0)
+    trainer = make_trainer(6, callbacks=[Poison(), ckpt], enable_checkpointing=True, log_every_n_steps=50)
+    with pytest.raises(DivergenceError, match=r"by step 3: discriminator\.head\.weight holds NaN or Inf"):
+        trainer.fit(model, ToyDataModule(num_samples=256, batch_size=16))
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 2
