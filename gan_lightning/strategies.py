@@ -1,4 +1,4 @@
-"""A GAN-correct DDP strategy (SPEC §6): ``strategy: gan_ddp`` (or ``gan_ddp_spawn``).
+"""A GAN-correct DDP strategy: ``strategy: gan_ddp`` (or ``gan_ddp_spawn``).
 
 Lightning's DDP wraps the whole LightningModule in one ``DistributedDataParallel``. A GAN step uses only part of
 that module in each backward pass (D's parameters in the D phase, G's in the G phase), so DDP's reducer waits
@@ -21,9 +21,9 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.distributed as dist
-from lightning.pytorch.overrides.distributed import _sync_module_states
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
+from gan_lightning.compat import sync_module_states, wrap_ddp
 from gan_lightning.errors import UserError
 
 _WRAPPERS = ("_g_wrapped", "_d_wrapped")
@@ -44,10 +44,10 @@ class GANDDPStrategy(DDPStrategy):
         if not (hasattr(module, "generator") and hasattr(module, "discriminator")):
             raise UserError("trainer.strategy: gan_ddp trains gan_lightning.system.GAN models; use ddp for other modules")
         # Stored outside nn.Module's registry: the wrappers must not appear in state_dict or parameters().
-        module.__dict__["_g_wrapped"] = self._setup_model(module.generator)
-        module.__dict__["_d_wrapped"] = self._setup_model(module.discriminator)
+        module.__dict__["_g_wrapped"] = wrap_ddp(self, module.generator)
+        module.__dict__["_d_wrapped"] = wrap_ddp(self, module.discriminator)
         if getattr(module, "generator_ema", None) is not None:
-            _sync_module_states(module.generator_ema)
+            sync_module_states(module.generator_ema)
 
     def setup(self, trainer: pl.Trainer) -> None:
         super().setup(trainer)

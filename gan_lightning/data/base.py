@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from gan_lightning.compat import cli_hyperparameters_active
 from gan_lightning.data.order import EpochSampler
 from gan_lightning.errors import UserError
 
@@ -55,9 +56,7 @@ class GANDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
-        from lightning.pytorch.core.mixins.hparams_mixin import _given_hyperparameters
-
-        if _given_hyperparameters.get() is not None:
+        if cli_hyperparameters_active():
             # Launched from the CLI: the data config goes into checkpoints, so `evaluate` can rebuild the data.
             self.save_hyperparameters()
         if batch_size < 1:

@@ -1,4 +1,4 @@
-"""Toy 2D mixtures of the PacGAN protocol (Lin et al. 2018), SPEC §5."""
+"""Toy 2D mixtures of the PacGAN protocol (Lin et al. 2018): 8 Gaussians on a ring, 25 on a grid."""
 
 from __future__ import annotations
 

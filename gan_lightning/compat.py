@@ -1,0 +1,107 @@
+"""Every private Lightning name the project relies on, behind small public functions.
+
+Lightning does not promise to keep names that start with an underscore. The project needs a few of them; they are
+looked up here and nowhere else, so a Lightning release that renames one breaks in one place, with a message
+naming the name and the installed Lightning version (``check()`` lists every such problem at once).
+
+Also here: the keys LightningCLI writes into saved hyperparameters, and torch's spectral-norm parametrizations
+found without torch's private class name.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+import torch
+from torch import nn
+
+from gan_lightning.errors import UserError
+
+# Keys LightningCLI adds to the hyperparameters it saves (checkpoint["hyper_parameters"] and
+# checkpoint["datamodule_hyper_parameters"]): which instantiator built the object, and its class path.
+INSTANTIATOR_KEY = "_instantiator"
+CLASS_PATH_KEY = "_class_path"
+
+# (module, attribute path) of each private name, by what it is used for.
+PRIVATE_NAMES: dict[str, tuple[str, str]] = {
+    "hyperparameters given by LightningCLI": ("lightning.pytorch.core.mixins.hparams_mixin", "_given_hyperparameters"),
+    "broadcast of a module's parameters and buffers": ("lightning.pytorch.overrides.distributed", "_sync_module_states"),
+    "DistributedDataParallel wrapping of one module": ("lightning.pytorch.strategies.ddp", "DDPStrategy._setup_model"),
+}
+
+
+class LightningIncompatible(UserError):
+    """The installed Lightning lacks a private name the project uses."""
+
+
+def lightning_version() -> str:
+    import lightning.pytorch
+
+    return str(lightning.pytorch.__version__)
+
+
+def private(use: str) -> Any:
+    """The private object registered in ``PRIVATE_NAMES`` under ``use``; ``LightningIncompatible`` naming it and
+    the installed Lightning version when it cannot be found."""
+    module_name, path = PRIVATE_NAMES[use]
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in path.split("."):
+            # A class's own attribute: an inherited one of the same name (Strategy._setup_model returns the
+            # module unwrapped) is not the one meant.
+            obj = vars(obj)[part] if isinstance(obj, type) else getattr(obj, part)
+    except (ImportError, AttributeError, KeyError):
+        raise LightningIncompatible(
+            f"Lightning {lightning_version()} has no {module_name}.{path} ({use}), which gan_lightning uses; install "
+            "the Lightning version pinned in pyproject.toml"
+        ) from None
+    return obj
+
+
+def check() -> list[str]:
+    """One human-readable line for each private name the installed Lightning lacks (empty: all present)."""
+    problems = []
+    for use in PRIVATE_NAMES:
+        try:
+            private(use)
+        except LightningIncompatible as err:
+            problems.append(str(err))
+    return problems
+
+
+def cli_hyperparameters_active() -> bool:
+    """Whether LightningCLI is instantiating a module right now (it then hands the parsed config, class paths
+    included, to ``save_hyperparameters``)."""
+    return private("hyperparameters given by LightningCLI").get() is not None
+
+
+def sync_module_states(module: nn.Module) -> None:
+    """Broadcasts ``module``'s parameters and buffers from process 0 to every process of the default process
+    group (which must be initialised)."""
+    private("broadcast of a module's parameters and buffers")(module)
+
+
+def wrap_ddp(strategy: Any, module: nn.Module) -> nn.Module:
+    """``module`` wrapped in ``DistributedDataParallel`` exactly as ``strategy`` (a ``DDPStrategy``) wraps a
+    LightningModule: its device ids, process group and DDP options."""
+    return private("DistributedDataParallel wrapping of one module")(strategy, module)
+
+
+@functools.lru_cache(maxsize=1)
+def _spectral_norm_type() -> type:
+    # The class torch.nn.utils.parametrizations.spectral_norm registers, read off a parametrization made once
+    # through the public function on a 1x1 Linear. isinstance against it recognises exactly torch's spectral
+    # norm, whatever the class is called in a torch release, and no user module that happens to have similar
+    # attributes. fork_rng: making it draws the power-iteration vectors, which must not move the global stream.
+    with torch.random.fork_rng(devices=[]):
+        layer = nn.utils.parametrizations.spectral_norm(nn.Linear(1, 1))
+    return type(layer.parametrizations.weight[0])
+
+
+def spectral_norm_modules(module: nn.Module) -> list[nn.Module]:
+    """The spectral-norm parametrizations (``torch.nn.utils.parametrizations.spectral_norm``) inside ``module``,
+    in ``module.modules()`` order. Each advances its power iteration in training mode only."""
+    kind = _spectral_norm_type()
+    return [m for m in module.modules() if isinstance(m, kind)]
