@@ -9,7 +9,8 @@
   ``samples/`` and the W&B files;
 - ``--wandb auto|online|offline|disabled``: ``auto`` logs online when an API key is configured and offline
   otherwise, so a run never fails for lack of an account or a network;
-- the networks' ``num_classes`` is linked to the data's, so it is never typed twice.
+- the networks' ``num_classes`` is linked to the data's, so it is never typed twice, and the data module's
+  ``draws_per_step`` to ``model.n_critic``, so each of the ``n_critic`` D steps gets a fresh batch.
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ class GANCLI(LightningCLI):
             **kwargs,
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        given = sys.argv[1:] if args is None else args
+        if isinstance(given, (list, tuple)) and any(
+            str(a).lstrip("-").split("=")[0].endswith("draws_per_step") for a in given
+        ):
+            raise UserError("data.draws_per_step: follows model.n_critic (one batch per D step); set --model.n_critic")
+        super().parse_arguments(parser, args)
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         # Only fit: validate, test and predict have nothing to run on a GAN (no validation or test loop).
@@ -94,6 +103,8 @@ class GANCLI(LightningCLI):
             "checkpoint.save_top_k": 0,
             "checkpoint.every_n_train_steps": 1000,
         })
+        # Every D step of a training step gets batch_size fresh real samples: the data module draws n_critic batches.
+        parser.link_arguments("model.n_critic", "data.init_args.draws_per_step", apply_on="parse")
         for net in ("generator", "discriminator"):
             parser.link_arguments("data.num_classes", f"model.{net}.init_args.num_classes", apply_on="instantiate")
 

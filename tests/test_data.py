@@ -1,7 +1,9 @@
-"""Data modules (SPEC §5): what they serve, checked against the spec's numbers."""
+"""Data modules: what they serve, checked against the data sets' published numbers (the 5,000-digit MNIST
+subset, PacGAN's ring and grid mixtures)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -45,13 +47,39 @@ def test_embedded_mnist_batches(mnist5k):
     assert -1.0 <= x.min() and x.max() <= 1.0
 
 
-def test_embedded_mnist_draws_per_step_batches(mnist5k):
-    mnist5k.draws_per_step = 3  # what the GAN sets to its n_critic
-    try:
-        x, y = next(iter(mnist5k.train_dataloader()))
-    finally:
-        mnist5k.draws_per_step = 1
-    assert x.shape[0] == y.shape[0] == 3 * 32
+def test_embedded_mnist_draws_per_step_batches():
+    dm = EmbeddedMNIST(labels="class", batch_size=32, draws_per_step=3)  # the CLI passes model.n_critic
+    dm.setup("fit")
+    batches = iter(dm.train_dataloader())
+    x, y = next(batches)
+    assert x.shape == (3 * 32, 1, 28, 28) and y.shape == (3 * 32,)
+
+
+DATA_MODULES = [ToyDataModule, EmbeddedMNIST, TorchvisionImages, ImageFolderData]
+
+
+@pytest.mark.parametrize("cls", DATA_MODULES, ids=lambda c: c.__name__)
+def test_every_data_module_takes_draws_per_step(cls):
+    # The CLI links model.n_critic to data.init_args.draws_per_step: every data module must take it, default 1.
+    parameter = inspect.signature(cls.__init__).parameters.get("draws_per_step")
+    assert parameter is not None and parameter.default == 1
+
+
+def test_toy_draws_per_step_multiplies_the_batch():
+    dm = ToyDataModule(num_samples=600, batch_size=50, draws_per_step=4)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (200, 2) and y.shape == (200,)
+    assert torch.unique(x, dim=0).shape[0] == 200  # four different batches of 50, not one batch repeated
+    with pytest.raises(UserError, match=r"data\.batch_size: 700 samples per step \(100 x 7 D steps\)"):
+        ToyDataModule(num_samples=600, batch_size=100, draws_per_step=7).train_dataloader()
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_bad_draws_per_step_names_the_field_and_n_critic(value):
+    with pytest.raises(UserError, match=r"^data\.draws_per_step: must be an integer >= 1 .*model\.n_critic"):
+        ToyDataModule(draws_per_step=value)
+    with pytest.raises(UserError, match=r"^data\.draws_per_step"):
+        EmbeddedMNIST(draws_per_step=value)
 
 
 def test_embedded_mnist_without_labels_is_unconditional():
@@ -73,7 +101,7 @@ def test_image_data_bad_options_name_the_field(field, kwargs):
 
 # ----------------------------------------------------------------------------- toy mixtures
 
-# SPEC §5, written out independently of the library.
+# PacGAN's mixtures (Lin et al. 2018), written out independently of the library.
 RING = [(math.cos(2 * math.pi * i / 8), math.sin(2 * math.pi * i / 8)) for i in range(8)]
 GRID = [(a, b) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)]
 
@@ -85,7 +113,7 @@ def test_toy_points_lie_near_their_modes(name, modes, sigma):
     modes_t = torch.tensor(modes, dtype=torch.float32)
     assert x.dtype == torch.float32 and x.shape == (100_000, 2)
     assert dm.num_classes == 0 and dm.sigma == sigma
-    # The module's modes are the spec's (in any order).
+    # The module's modes are PacGAN's (in any order).
     assert torch.cdist(dm.modes.float(), modes_t).min(dim=1).values.max() < 1e-6
     assert len(dm.modes) == len(modes)
     # Every point is within 6 sigma of its nearest mode ...

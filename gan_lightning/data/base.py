@@ -1,8 +1,8 @@
 """What every data module of the package shares: batches of ``(x, y)`` drawn ``draws_per_step`` at a time.
 
-``x`` is ``(N, *data_shape)`` float32 (images in [-1, 1]), ``y`` int64 ``(N,)``. The GAN system sets
-``draws_per_step`` to its ``n_critic`` so that each D step of one generator iteration gets ``batch_size`` fresh
-real samples.
+``x`` is ``(N, *data_shape)`` float32 (images in [-1, 1]), ``y`` int64 ``(N,)``. The command line links
+``draws_per_step`` to the model's ``n_critic``, so that each D step of one generator iteration gets ``batch_size``
+fresh real samples; in Python, pass ``draws_per_step=n_critic`` to the data module.
 """
 
 from __future__ import annotations
@@ -54,7 +54,13 @@ class GANDataModule(pl.LightningDataModule):
     num_classes: int = 0
     name: str = "data"
 
-    def __init__(self, batch_size: int = 64, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,     # Real samples per D step.
+        num_workers: int = 0,     # DataLoader worker processes.
+        seed: int = 0,            # Seed of the data (where drawn) and of the order samples are served in.
+        draws_per_step: int = 1,  # Batches of batch_size per training step; set by the CLI from model.n_critic.
+    ) -> None:
         super().__init__()
         if cli_hyperparameters_active():
             # Launched from the CLI: the data config goes into checkpoints, so `evaluate` can rebuild the data.
@@ -65,8 +71,11 @@ class GANDataModule(pl.LightningDataModule):
             raise UserError(f"data.num_workers: must be >= 0, got {num_workers}")
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
+        if isinstance(draws_per_step, bool) or not isinstance(draws_per_step, int) or draws_per_step < 1:
+            raise UserError(f"data.draws_per_step: must be an integer >= 1 (the CLI sets it from model.n_critic), "
+                            f"got {draws_per_step!r}")
         self.seed = int(seed)
-        self.draws_per_step = 1
+        self.draws_per_step = int(draws_per_step)
         self.train_set: Dataset | None = None
 
     def train_dataloader(self) -> DataLoader:

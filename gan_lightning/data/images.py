@@ -59,10 +59,11 @@ class ImageDataModule(GANDataModule):
         channels: int = 1,      # Served channels (1 or 3; converted when the data has the other).
         labels: str = "class",  # class: conditional (num_classes from the data); none: unconditional.
         batch_size: int = 64,   # Real images per D step.
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: int = 0,   # DataLoader worker processes.
+        seed: int = 0,          # Seed of the order images are served in.
+        draws_per_step: int = 1,  # Batches of batch_size per training step; set by the CLI from model.n_critic.
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, draws_per_step=draws_per_step)
         if labels not in LABELS:
             raise UserError(f"data.labels: must be one of {LABELS}, got {labels!r}")
         if channels not in (1, 3):
@@ -85,9 +86,17 @@ class EmbeddedMNIST(ImageDataModule):
 
     name = "mnist5k"
 
-    def __init__(self, image_size: int = 28, channels: int = 1, labels: str = "class", batch_size: int = 64,
-                 num_workers: int = 0, seed: int = 0) -> None:
-        super().__init__(image_size, channels, labels, batch_size, num_workers, seed)
+    def __init__(
+        self,
+        image_size: int = 28,     # Served image size (resized once at load time when not 28).
+        channels: int = 1,        # Served channels (1, or 3: the grey digit copied to RGB).
+        labels: str = "class",    # class: conditional (10 classes); none: unconditional.
+        batch_size: int = 64,     # Real images per D step.
+        num_workers: int = 0,     # DataLoader worker processes.
+        seed: int = 0,            # Seed of the order images are served in.
+        draws_per_step: int = 1,  # Batches of batch_size per training step; set by the CLI from model.n_critic.
+    ) -> None:
+        super().__init__(image_size, channels, labels, batch_size, num_workers, seed, draws_per_step)
         self.num_classes = self._classes(10)
 
     def setup(self, stage: str | None = None) -> None:
@@ -111,14 +120,15 @@ class TorchvisionImages(ImageDataModule):
         root: str = "data",      # Folder with torchvision's layout.
         download: bool = False,  # Fetch missing files (needs internet).
         split: str = "train",    # train | test.
-        image_size: int = 28,
-        channels: int = 1,
-        labels: str = "class",
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 0,
+        image_size: int = 28,     # Served image size (resized once at load time when it differs).
+        channels: int = 1,        # Served channels (1 or 3; converted when the data has the other).
+        labels: str = "class",    # class: conditional (10 classes); none: unconditional.
+        batch_size: int = 64,     # Real images per D step.
+        num_workers: int = 0,     # DataLoader worker processes.
+        seed: int = 0,            # Seed of the order images are served in.
+        draws_per_step: int = 1,  # Batches of batch_size per training step; set by the CLI from model.n_critic.
     ) -> None:
-        super().__init__(image_size, channels, labels, batch_size, num_workers, seed)
+        super().__init__(image_size, channels, labels, batch_size, num_workers, seed, draws_per_step)
         if name not in TORCHVISION_SETS:
             raise UserError(f"data.name: unknown torchvision data set {name!r}; choose one of {sorted(TORCHVISION_SETS)}")
         if split not in ("train", "test"):
@@ -154,14 +164,15 @@ class ImageFolderData(ImageDataModule):
     def __init__(
         self,
         root: str = "images",    # Folder with one subfolder per class.
-        image_size: int = 64,
-        channels: int = 3,
-        labels: str = "class",
-        batch_size: int = 64,
-        num_workers: int = 0,
-        seed: int = 0,
+        image_size: int = 64,     # Served image size (shorter side resized, then center crop).
+        channels: int = 3,        # Served channels (1: greyscale, 3: RGB).
+        labels: str = "class",    # class: conditional (one class per subfolder); none: unconditional.
+        batch_size: int = 64,     # Real images per D step.
+        num_workers: int = 0,     # DataLoader worker processes.
+        seed: int = 0,            # Seed of the order images are served in.
+        draws_per_step: int = 1,  # Batches of batch_size per training step; set by the CLI from model.n_critic.
     ) -> None:
-        super().__init__(image_size, channels, labels, batch_size, num_workers, seed)
+        super().__init__(image_size, channels, labels, batch_size, num_workers, seed, draws_per_step)
         self.root = root
         path = Path(root)
         if not path.is_dir():

@@ -46,9 +46,10 @@ class ToyDataModule(GANDataModule):
         num_samples: int = 100_000,  # Size of the fixed training set (PacGAN: 100,000).
         batch_size: int = 100,     # Real points per D step.
         seed: int = 0,             # Seed of the training set and of the shuffling.
-        num_workers: int = 0,
+        num_workers: int = 0,      # DataLoader worker processes.
+        draws_per_step: int = 1,   # Batches of batch_size per training step; set by the CLI from model.n_critic.
     ) -> None:
-        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed, draws_per_step=draws_per_step)
         self.modes, self.sigma = toy_modes(name)
         self.name = name
         self.num_samples = int(num_samples)
