@@ -26,13 +26,14 @@ from typing import Optional, Sequence
 
 from jsonargparse import ArgumentParser
 
-from gan_lightning.commands import load_gan
-from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.metrics.classifier import (
+from gan_lightning.classifier import (
     as_root_flag, classifier_path, get_classifier, load_classifier, load_split, predict,
 )
+from gan_lightning.commands import load_gan
+from gan_lightning.errors import DataNotFound, UserError
 from gan_lightning.metrics.conditional import accuracy_by_class, diversity_ratio
-from gan_lightning.sampling import draw, labels_for, to_uint8
+from gan_lightning.pixels import to_uint8
+from gan_lightning.sampling import draw, labels_for
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data next to the repo.
 

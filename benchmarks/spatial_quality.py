@@ -18,11 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-
+from gan_lightning.classifier import get_classifier, load_split, predict
 from gan_lightning.commands import load_gan
-from gan_lightning.metrics.classifier import get_classifier, load_split, predict
 from gan_lightning.metrics.spatial import condition_error
-from gan_lightning.sampling import draw, to_uint8
+from gan_lightning.pixels import to_float, to_uint8
+from gan_lightning.sampling import draw
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -42,7 +42,7 @@ def main() -> int:
         return 2
     images, labels = load_split(args.data, args.root, "test")
     images, labels = images[: args.num], labels[: args.num]
-    real = images.float().div(127.5).sub(1.0)
+    real = to_float(images)
     err = condition_error(model, real, seed=args.seed)
     maps = model.generator.conditioning.condition_from(real)
     samples = to_uint8(draw(model, len(real), seed=args.seed, labels=maps))

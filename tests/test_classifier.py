@@ -1,4 +1,5 @@
-"""The domain classifier and the conditional metrics (SPEC §7), on the embedded digits and hand-made tensors."""
+"""The domain classifier, the cache folder, the uint8 <-> [-1, 1] conversions and the conditional metrics, on
+the embedded digits and hand-made tensors."""
 
 from __future__ import annotations
 
@@ -8,10 +9,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from gan_lightning.cli import main
-from gan_lightning.errors import UserError
-from gan_lightning.metrics import classifier as clf
-from gan_lightning.metrics.classifier import (
+from gan_lightning.cache import cache_root
+from gan_lightning.classifier import (
     DomainClassifier,
     classifier_path,
     get_classifier,
@@ -20,7 +19,12 @@ from gan_lightning.metrics.classifier import (
     predict,
     train_classifier,
 )
+from gan_lightning.classifier import training as classifier_training
+from gan_lightning.cli import main
+from gan_lightning.errors import UserError
 from gan_lightning.metrics.conditional import conditional_accuracy, diversity_ratio, per_class_accuracy, pixel_spread
+from gan_lightning.metrics.image import reference_cache_path
+from gan_lightning.pixels import to_float, to_uint8
 
 TINY = dict(width=8, batch_size=64, verbose=False)
 
@@ -87,6 +91,25 @@ def test_checkpoint_round_trip(trained) -> None:
     assert [p.name for p in out.parent.iterdir()] == [out.name]  # the atomic write left no temporary file
 
 
+def test_checkpoint_layout_is_read_as_written(tmp_path: Path) -> None:
+    """A file in the cache's layout, written here by hand, loads: caches filled before keep working."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        net = DomainClassifier(width=4, feature_dim=16).eval()
+    args = dict(channels=1, image_size=28, num_classes=10, width=4, feature_dim=16)
+    path = tmp_path / "MNIST.pt"
+    torch.save({"format": 1, "init_args": args, "state_dict": net.state_dict(), "data": "MNIST",
+                "test_accuracy": 0.5}, path)
+    loaded, meta = load_classifier(path)
+    assert meta == {"data": "MNIST", "test_accuracy": 0.5}
+    assert loaded.init_args() == args
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=0)
+    torch.save({"format": 2, "init_args": args, "state_dict": net.state_dict()}, path)
+    with pytest.raises(UserError, match="not written by this version"):
+        load_classifier(path)
+
+
 def test_training_is_seeded_and_leaves_global_rng_alone(tmp_path: Path) -> None:
     torch.manual_seed(123)
     before = torch.rand(3)
@@ -113,16 +136,35 @@ def test_cache_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         classifier_path("mnist")
 
 
+def test_cache_root_honours_its_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GAN_LIGHTNING_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "gan_lightning"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == tmp_path / "xdg" / "gan_lightning"
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path / "mine"))
+    assert cache_root() == tmp_path / "mine"  # the override wins over XDG_CACHE_HOME
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", "~/mine")
+    assert cache_root() == tmp_path / "home" / "mine"
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", "")  # empty counts as unset
+    assert cache_root() == tmp_path / "xdg" / "gan_lightning"
+    # Both caches live under it: classifiers and the reference features of the image metrics.
+    monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path / "mine"))
+    assert classifier_path("CIFAR10") == tmp_path / "mine" / "classifiers" / "CIFAR10.pt"
+    assert reference_cache_path("MNIST", "train", "domain-MNIST", 10, 0).parent == tmp_path / "mine" / "reference"
+
+
 def test_cache_trains_once_then_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(tmp_path))
     calls = []
-    real_train = clf.train_classifier
+    real_train = classifier_training.train_classifier
 
     def counting_train(*args, **kwargs):
         calls.append(args)
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(clf, "train_classifier", counting_train)
+    monkeypatch.setattr(classifier_training, "train_classifier", counting_train)
     first, meta = get_classifier("mnist5k", max_steps=3, **TINY)
     path = tmp_path / "classifiers" / "mnist5k.pt"
     assert len(calls) == 1 and path.is_file()
@@ -131,7 +173,7 @@ def test_cache_trains_once_then_loads(tmp_path: Path, monkeypatch: pytest.Monkey
     def must_not_train(*args, **kwargs):
         raise AssertionError("trained again although the cache holds a classifier")
 
-    monkeypatch.setattr(clf, "train_classifier", must_not_train)
+    monkeypatch.setattr(classifier_training, "train_classifier", must_not_train)
     second, meta2 = get_classifier("mnist5k")
     assert path.stat().st_mtime_ns == mtime
     assert meta2["test_accuracy"] == meta["test_accuracy"]
@@ -146,6 +188,39 @@ def test_unreadable_checkpoint_names_the_file(tmp_path: Path) -> None:
         load_classifier(bad)
     with pytest.raises(UserError, match="does not exist"):
         load_classifier(tmp_path / "missing.pt")
+
+
+# ------------------------------------------------------------------------------------ uint8 <-> [-1, 1]
+
+
+def test_to_float_maps_grey_levels_onto_minus_one_to_one_and_back() -> None:
+    u = torch.arange(256, dtype=torch.uint8).view(4, 1, 8, 8)
+    x = to_float(u)
+    assert x.dtype == torch.float32 and x.shape == u.shape
+    flat = x.flatten()
+    assert flat[0].item() == -1.0 and flat[255].item() == 1.0  # exactly, not approximately
+    torch.testing.assert_close(flat.double(), torch.arange(256, dtype=torch.float64) / 127.5 - 1, rtol=0, atol=1e-7)
+    assert torch.equal(to_uint8(x), u)  # every grey level survives the round trip
+    assert torch.equal(u.flatten(), torch.arange(256, dtype=torch.uint8))  # the input is left as it was
+
+
+def test_to_float_passes_float_images_through_as_float32() -> None:
+    x = torch.rand(2, 1, 3, 3) * 2 - 1
+    assert to_float(x) is x
+    y = to_float(x.double())
+    assert y.dtype == torch.float32 and torch.equal(y, x)
+
+
+def test_to_uint8_rounds_to_the_nearest_grey_level_and_clamps() -> None:
+    levels = torch.arange(256, dtype=torch.float64)
+    for offset in (-0.45, -0.2, 0.0, 0.2, 0.45):  # within half a grey level of level k: k is the nearest
+        x = ((levels + offset) / 127.5 - 1).float()
+        assert torch.equal(to_uint8(x), levels.to(torch.uint8)), offset
+    # (x + 1) * 127.5 = 0, 0.1275, 254.6175 and 255.
+    assert to_uint8(torch.tensor([-1.0, -0.999, 0.997, 1.0])).tolist() == [0, 0, 255, 255]
+    # (x + 1) * 127.5 = -127.5, -1.275, 256.275 and 510: below 0 and above 255 are clamped, never wrapped.
+    assert to_uint8(torch.tensor([-2.0, -1.01, 1.01, 3.0])).tolist() == [0, 0, 255, 255]
+    assert to_uint8(torch.tensor([-0.6, 0.3])).tolist() == [51, 166]  # 51.0 and 165.75 -> 166
 
 
 # ---------------------------------------------------------------------------------- conditional metrics

@@ -1,4 +1,4 @@
-"""Image and toy metrics (SPEC §7) and the ``evaluate`` command (SPEC §3).
+"""Image and toy metrics and the ``evaluate`` command.
 
 Nothing here trains a real classifier or downloads anything: every test points ``GAN_LIGHTNING_CACHE`` at its
 own temporary folder, which holds a tiny, randomly initialised mnist5k ``DomainClassifier`` (written once per
@@ -35,8 +35,8 @@ from gan_lightning.conditioning import LabelConcat
 from gan_lightning.data import EmbeddedMNIST
 from gan_lightning.data.images import embedded_mnist
 from gan_lightning.data.toy import toy_modes
-from gan_lightning.metrics import classifier as clf
-from gan_lightning.metrics.classifier import DomainClassifier, classifier_path, save_classifier
+from gan_lightning.classifier import DomainClassifier, classifier_path, save_classifier
+from gan_lightning.classifier import training as classifier_training
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
 from gan_lightning.metrics.image import (
     METRICS,
@@ -51,7 +51,8 @@ from gan_lightning.metrics.image import (
 )
 from gan_lightning.metrics.toy import mode_coverage
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator
-from gan_lightning.sampling import labels_for, noise_for, to_uint8
+from gan_lightning.pixels import to_uint8
+from gan_lightning.sampling import labels_for, noise_for
 from gan_lightning.system import GAN
 
 # torchmetrics' KID warns that it keeps every feature in memory; these sets are tiny.
@@ -88,7 +89,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_classifier_file:
     assert dest.is_relative_to(root)
     dest.parent.mkdir(parents=True)
     shutil.copy(tiny_classifier_file, dest)
-    monkeypatch.setattr(clf, "train_classifier", _must_not_train)
+    monkeypatch.setattr(classifier_training, "train_classifier", _must_not_train)
     return root
 
 
@@ -314,7 +315,7 @@ def test_reference_cache_key_separates_data_extractor_count_and_seed(cache):
 
 def test_reference_cache_tells_two_domain_classifiers_apart(cache, tmp_path, digits):
     """Two classifiers of the same data set are two feature spaces: reference features computed with one must
-    not be served for the other (SPEC §7: cached by data set *and extractor*)."""
+    not be served for the other: the cache is keyed by data set *and extractor*."""
     images, labels = digits
     other = tmp_path / "other.pt"
     with torch.random.fork_rng(devices=[]):

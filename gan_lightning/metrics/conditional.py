@@ -1,6 +1,6 @@
-"""Conditional-GAN metrics (SPEC §7): does G draw the class it is asked for, and with how much variety?
+"""Conditional-GAN metrics: does G draw the class it is asked for, and with how much variety?
 
-- *Conditional accuracy*: a classifier trained on real data (``gan_lightning.metrics.classifier``) labels each
+- *Conditional accuracy*: a classifier trained on real data (``gan_lightning.classifier``) labels each
   sample; the score is the fraction labelled with the class that was requested.
 - *Diversity ratio*: per class, the pixel spread of the samples relative to that of the real images of the
   class. A generator that collapses to one image per class scores ~0; one as varied as the data, ~1.
@@ -15,8 +15,9 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from gan_lightning.classifier import predict
 from gan_lightning.errors import UserError
-from gan_lightning.metrics.classifier import _as_float, predict
+from gan_lightning.pixels import to_float
 
 
 def _check_pair(images: Tensor, labels: Tensor, what: str) -> None:
@@ -60,7 +61,7 @@ def pixel_spread(images: Tensor) -> float:
 
     spread = (1/P) sum_p sqrt( (1/(N-1)) sum_i (x_ip - mean_i x_ip)^2 ), P = C * H * W.
     """
-    x = _as_float(images).double().flatten(1)
+    x = to_float(images).double().flatten(1)
     return float(x.std(dim=0, correction=1).mean())
 
 

@@ -1,10 +1,10 @@
-"""Feature extractors for the image metrics (SPEC §7): images in, features (and class logits) out.
+"""Feature extractors for the image metrics: images in, features (and class logits) out.
 
 An extractor takes uint8 images ``(N, C, H, W)`` in 0..255 — exactly what ``sample`` writes, so a metric never
 depends on how a caller scaled floats — and returns float features ``(N, F)``; ``logits`` gives class logits
 ``(N, K)`` for the Inception Score and conditional accuracy. ``name`` keys the reference-statistics cache.
 
-- ``DomainFeatures``: the project's domain classifier (``gan_lightning.metrics.classifier``), trained once on
+- ``DomainFeatures``: the project's domain classifier (``gan_lightning.classifier``), trained once on
   the real data and cached; works offline.
 - ``InceptionFeatures``: torch-fidelity's Inception-v3 (``inception-v3-compat``, the standard FID network);
   its weights download online, or come from ``weights_path`` offline.
@@ -20,7 +20,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from gan_lightning.classifier import DATASETS, check_dataset, get_classifier, load_classifier
 from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.pixels import to_float
 
 
 class FeatureExtractor(nn.Module):
@@ -55,8 +57,6 @@ class DomainFeatures(FeatureExtractor):
         path: Optional[str] = None,        # A classifier checkpoint to use instead of the cache.
     ) -> None:
         super().__init__()
-        from gan_lightning.metrics.classifier import check_dataset
-
         check_dataset(data, "extractor.data")
         self.data, self.root, self.path = data, root, path
         self.name = f"domain-{data}"
@@ -64,8 +64,6 @@ class DomainFeatures(FeatureExtractor):
 
     def prepare(self, device: torch.device | str = "cpu") -> "DomainFeatures":
         if self.net is None:
-            from gan_lightning.metrics.classifier import get_classifier, load_classifier
-
             if self.path:
                 net, _ = load_classifier(self.path, str(device))
             else:
@@ -80,8 +78,6 @@ class DomainFeatures(FeatureExtractor):
         return self.to(device).eval()
 
     def _shape(self) -> tuple[int, int, int]:
-        from gan_lightning.metrics.classifier import DATASETS
-
         channels, size = DATASETS[self.data]
         return channels, size, size
 
@@ -92,7 +88,7 @@ class DomainFeatures(FeatureExtractor):
                 f"extractor: the {self.data} classifier takes images of shape {self._shape()}, got {tuple(images.shape[1:])}; "
                 "use the extractor of the data the model was trained on"
             )
-        return images.float().div(127.5).sub(1.0)
+        return to_float(images)
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Image metrics computed exactly (SPEC §7): FID, KID, Inception Score, precision/recall, conditional accuracy and
+"""Image metrics computed exactly: FID, KID, Inception Score, precision/recall, conditional accuracy and
 intra-class FID, through torchmetrics and torch-fidelity.
 
 How the numbers are made, so that they do not depend on the number of processes:
@@ -28,8 +28,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from gan_lightning.cache import cache_root
 from gan_lightning.errors import UserError
-from gan_lightning.sampling import draw_indices, labels_for, to_uint8
+from gan_lightning.pixels import to_uint8
+from gan_lightning.sampling import draw_indices, labels_for
 
 METRICS: dict[str, Callable[..., dict[str, float]]] = {}
 
@@ -247,8 +249,6 @@ def _to(t: Optional[Tensor]) -> Optional[Tensor]:
 # ---------------------------------------------------------------------------------------------- reference cache
 def reference_cache_path(dataset: str, split: str, extractor: str, count: int, seed: int,
                          cache_dir: Optional[str] = None) -> Path:
-    from gan_lightning.metrics.classifier import cache_root
-
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{dataset}-{split}-{extractor}-n{count}-s{seed}")
     base = Path(cache_dir) if cache_dir else cache_root() / "reference"
     return base / f"{safe}.pt"

@@ -1,4 +1,4 @@
-"""Mode coverage on the toy 2D mixtures (PacGAN protocol, SPEC §7).
+"""Mode coverage on the toy 2D mixtures (the PacGAN protocol).
 
 A sample is *high quality* when it lies within 3 standard deviations of its nearest mode. *Modes captured*
 counts modes with at least one high-quality sample; *reverse KL* is KL(p || uniform) of the histogram of
