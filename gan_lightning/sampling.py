@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from gan_lightning.errors import UserError
+from gan_lightning.pixels import to_uint8  # noqa: F401 - also importable from here, next to draw
 
 _BLOCK = 1024  # noise is generated in seeded blocks of this many samples.
 
@@ -39,11 +40,6 @@ def labels_for(n: int, num_classes: int, labels: Optional[Sequence[int]] = None,
     if len(bad):
         raise UserError(f"{field}: label {int(bad[0])} is outside [0, {num_classes}); use labels 0..{num_classes - 1}")
     return pool[torch.arange(n) % len(pool)]
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """Images in [-1, 1] to uint8 0..255, rounding to the nearest grey level."""
-    return images.add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
 
 @torch.no_grad()
