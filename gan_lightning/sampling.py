@@ -1,13 +1,18 @@
 """Drawing samples reproducibly: noise and labels from each sample's global index and a seed.
 
 Sample ``i`` of a seeded draw always gets the same noise and label, however the draw is split into batches or
-processes; metrics and ``sample`` rely on this.
+processes; metrics and ``sample`` rely on this. The sampling tools keep it: truncated noise is a pure function of
+(seed, index, psi), and an interpolation between samples ``2r`` and ``2r + 1`` starts and ends at exactly their
+noise.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -17,8 +22,9 @@ from gan_lightning.pixels import to_uint8  # noqa: F401 - also importable from h
 _BLOCK = 1024  # noise is generated in seeded blocks of this many samples.
 
 
-def noise_for(indices: Tensor, latent_dim: int, prior: str, seed: int) -> Tensor:
-    """Noise ``(len(indices), latent_dim)`` for global sample indices, a pure function of (index, seed)."""
+def noise_for(indices: Tensor, latent_dim: int, prior: str, seed: int, truncation: Optional[float] = None) -> Tensor:
+    """Noise ``(len(indices), latent_dim)`` for global sample indices, a pure function of (index, seed), and of
+    ``truncation`` when it is given (see ``truncate``)."""
     indices = indices.long().cpu()
     out = torch.empty(len(indices), latent_dim)
     for block in indices.div(_BLOCK, rounding_mode="floor").unique().tolist():
@@ -26,7 +32,91 @@ def noise_for(indices: Tensor, latent_dim: int, prior: str, seed: int) -> Tensor
         z = torch.randn(_BLOCK, latent_dim, generator=g) if prior == "normal" else torch.rand(_BLOCK, latent_dim, generator=g) * 2 - 1
         sel = indices.div(_BLOCK, rounding_mode="floor") == block
         out[sel] = z[indices[sel] % _BLOCK]
+    return out if truncation is None else truncate(out, indices, truncation, prior, seed)
+
+
+def check_truncation(psi: Optional[float], field: str = "--truncation") -> None:
+    """Refuse a truncation threshold that is not a positive finite number (None means no truncation)."""
+    if psi is not None and not (math.isfinite(psi) and psi > 0):
+        raise UserError(f"{field}: the threshold psi must be a finite number > 0 (e.g. 0.5; omit it for no "
+                        f"truncation), got {psi}")
+
+
+def _stream_seed(seed: int, block: int, stream: int) -> int:
+    """A 64-bit seed for an auxiliary random stream of a block, independent of the noise's own stream."""
+    return int(np.random.SeedSequence([seed % 2**64, block, stream]).generate_state(1, np.uint64)[0])
+
+
+def _uniform_for(indices: Tensor, width: int, seed: int, stream: int) -> Tensor:
+    """Uniform numbers in [0, 1) ``(len(indices), width)`` in float64, a pure function of (index, seed, stream)."""
+    out = torch.empty(len(indices), width, dtype=torch.float64)
+    blocks = indices.div(_BLOCK, rounding_mode="floor")
+    for block in blocks.unique().tolist():
+        g = torch.Generator().manual_seed(_stream_seed(seed, block, stream))
+        u = torch.rand(_BLOCK, width, generator=g, dtype=torch.float64)
+        sel = blocks == block
+        out[sel] = u[indices[sel] % _BLOCK]
     return out
+
+
+_TRUNCATION_STREAM = 1
+
+
+def truncate(z: Tensor, indices: Tensor, psi: float, prior: str, seed: int) -> Tensor:
+    """The truncation trick on the noise ``z`` of global sample ``indices``.
+
+    Normal prior: the BigGAN truncation trick (Brock et al. 2019): every coordinate outside ``[-psi, psi]`` is
+    resampled from N(0, 1) until it falls inside, i.e. replaced by a draw from the standard normal truncated to
+    ``[-psi, psi]``; that draw is made in one step by the inverse CDF from a seeded uniform number of its own
+    (seed, index, coordinate), so sample ``i`` stays a pure function of (seed, i, psi). Coordinates already inside
+    are kept, so a ``psi`` above every ``|z|`` changes nothing. Uniform prior: ``z`` is scaled to
+    ``[-psi, psi]`` (``psi >= 1`` changes nothing). Lower ``psi``: less variety, more typical samples."""
+    check_truncation(psi, "truncation")
+    if prior != "normal":
+        return z * psi if psi < 1 else z
+    # The largest float32 <= psi, so that every kept or redrawn coordinate satisfies |z| <= psi exactly.
+    bound = torch.tensor(psi, dtype=torch.float64).to(z.dtype)
+    if float(bound) > psi:
+        bound = torch.nextafter(bound, torch.zeros_like(bound))
+    outside = z.abs() > bound
+    if not bool(outside.any()):
+        return z
+    u = _uniform_for(indices.long().cpu(), z.shape[1], seed, _TRUNCATION_STREAM)
+    low = torch.special.ndtr(torch.tensor(-float(bound), dtype=torch.float64))
+    redrawn = torch.special.ndtri(low + u * (1 - 2 * low)).to(z.dtype).clamp_(-bound, bound)
+    return torch.where(outside, redrawn.to(z.device), z)
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical linear interpolation (Shoemake 1985; White 2016 for GAN latents): ``(N, K, D)`` points
+    ``sin((1 - t) w) / sin(w) * a + sin(t w) / sin(w) * b`` for ``a``, ``b`` ``(N, D)`` and weights ``t`` ``(K,)``,
+    where ``w`` is the angle between ``a`` and ``b``; linear interpolation where ``sin(w)`` is ~0. The path
+    follows the great circle from ``a`` to ``b``; ``t = 0`` and ``t = 1`` give exactly ``a`` and ``b``."""
+    a64, b64, t64 = a.double(), b.double(), t.double().reshape(1, -1)
+    cos = (a64 * b64).sum(1) / (a64.norm(dim=1) * b64.norm(dim=1)).clamp_min(1e-300)
+    omega = cos.clamp(-1.0, 1.0).acos().reshape(-1, 1)
+    so = omega.sin()
+    flat = so < 1e-7
+    safe = torch.where(flat, torch.ones_like(so), so)
+    wa = torch.where(flat, 1 - t64, torch.sin((1 - t64) * omega) / safe)
+    wb = torch.where(flat, t64, torch.sin(t64 * omega) / safe)
+    out = (wa[:, :, None] * a64[:, None, :] + wb[:, :, None] * b64[:, None, :]).to(a.dtype)
+    out[:, t.reshape(-1) == 0] = a[:, None, :]
+    out[:, t.reshape(-1) == 1] = b[:, None, :]
+    return out
+
+
+def interpolation_noise(rows: int, points: int, latent_dim: int, prior: str, seed: int,
+                        truncation: Optional[float] = None) -> tuple[Tensor, Tensor]:
+    """Noise ``(rows * points, latent_dim)`` and weights ``t`` ``(rows * points,)``: row ``r`` is ``points``
+    points along the slerp from the noise of sample ``2r`` to that of sample ``2r + 1`` of the seeded draw
+    (truncated first when ``truncation`` is given), ``t`` evenly spaced from 0 to 1."""
+    if points < 2:
+        raise UserError(f"--interpolate: needs >= 2 points per row (the two endpoints included), got {points}")
+    z = noise_for(torch.arange(2 * rows), latent_dim, prior, seed, truncation)
+    t = torch.linspace(0.0, 1.0, points)
+    path = slerp(z[0::2], z[1::2], t)
+    return path.reshape(rows * points, latent_dim), t.repeat(rows)
 
 
 def labels_for(n: int, num_classes: int, labels: Optional[Sequence[int]] = None, field: str = "--labels") -> Optional[Tensor]:
@@ -43,22 +133,33 @@ def labels_for(n: int, num_classes: int, labels: Optional[Sequence[int]] = None,
 
 
 @torch.no_grad()
-def draw_indices(model, index: Tensor, seed: int = 0, labels: Optional[Tensor] = None, ema: bool = True) -> Tensor:
+def draw_indices(model, index: Tensor, seed: int = 0, labels: Optional[Tensor] = None, ema: bool = True,
+                 truncation: Optional[float] = None) -> Tensor:
     """Samples number ``index`` of the seeded draw (with their labels or conditions), in data space, on the CPU."""
-    z = noise_for(index, model.latent_dim, model.latent_prior, seed).to(model.device)
+    z = noise_for(index, model.latent_dim, model.latent_prior, seed, truncation).to(model.device)
     y = labels.to(model.device) if labels is not None else None
     return model.generate(z, y, ema=ema).float().cpu()
 
 
 @torch.no_grad()
 def draw(model, n: int, seed: int = 0, labels: Optional[Tensor] = None, batch_size: int = 500,
-         start: int = 0, ema: bool = True) -> Tensor:
+         start: int = 0, ema: bool = True, truncation: Optional[float] = None) -> Tensor:
     """Samples ``start .. start+n-1`` of the seeded draw, in data space, on the CPU."""
     out = []
     for lo in range(0, n, batch_size):
         idx = torch.arange(start + lo, start + min(n, lo + batch_size))
         y = labels[lo : lo + len(idx)] if labels is not None else None
-        out.append(draw_indices(model, idx, seed, y, ema))
+        out.append(draw_indices(model, idx, seed, y, ema, truncation))
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def draw_from(model, z: Tensor, labels: Optional[Tensor] = None, batch_size: int = 500, ema: bool = True) -> Tensor:
+    """Samples for given noise ``z`` (and conditions), ``batch_size`` per generator call, in data space, on the CPU."""
+    out = []
+    for lo in range(0, len(z), batch_size):
+        y = labels[lo : lo + batch_size].to(model.device) if labels is not None else None
+        out.append(model.generate(z[lo : lo + batch_size].to(model.device), y, ema=ema).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -86,3 +187,19 @@ def save_scatter(points: Tensor, path: str, modes: Optional[Tensor] = None) -> N
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def save_pngs(images: Tensor, folder: str, start: int = 0) -> list[str]:
+    """One PNG per uint8 image ``(N, C, H, W)`` (C = 1: grayscale, C = 3: RGB) into an existing ``folder``, named
+    ``000000.png``, ``000001.png``, ... from ``start``; returns the file names. The pixels are stored exactly."""
+    from PIL import Image
+
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"save_pngs: expected uint8 images (N, 1 or 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    names = []
+    pixels = images.permute(0, 2, 3, 1).contiguous().numpy()
+    for i, image in enumerate(pixels, start):
+        name = f"{i:06d}.png"
+        Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image).save(os.path.join(folder, name))
+        names.append(name)
+    return names
