@@ -1,4 +1,4 @@
-"""Training-step speed: gan_lightning vs a hand-written PyTorch loop vs the usual Lightning GAN pattern (SPEC §9).
+"""Training-step speed: gan_lightning vs a hand-written PyTorch loop vs the usual Lightning GAN pattern.
 
 All three run the same math on the same networks and data: a class-conditional DCGAN (conditional BN in G,
 spectral-norm projection D, hinge loss, Adam, EMA of G) on the embedded MNIST subset held in memory.

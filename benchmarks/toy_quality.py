@@ -1,4 +1,4 @@
-"""Mode coverage and wall-clock of the committed toy experiments (PacGAN protocol, SPEC §7).
+"""Mode coverage and wall-clock of the committed toy experiments (PacGAN protocol).
 
 For each data set (``ring``, ``grid``) and seed, runs ``experiments/toy_<data>.yaml`` exactly as committed::
 

@@ -210,7 +210,7 @@ class ImageMetrics(pl.Callback):
                "count": self.num_reference, "seed": self.reference_seed}
         ref, _ = reference_features(lambda: real_uint8(datamodule, self.num_reference, self.reference_seed),
                                     self.extractor, key, self.cache_dir)
-        gen = generated_features(pl_module, self.extractor, self.num_samples, self.seed)
+        gen = generated_features(pl_module, self.extractor, self.num_samples, self.seed, real=_real_fn(datamodule))
         self.last = compute(self.names(pl_module), gen, ref)
         self.seconds += time.perf_counter() - start
         return log_metrics(trainer, self.last)

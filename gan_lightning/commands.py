@@ -15,6 +15,7 @@ from jsonargparse import ArgumentParser
 
 from gan_lightning.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY
 from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.pixels import to_float
 from gan_lightning.sampling import (check_truncation, draw, draw_from, interpolation_noise, save_grid,
                                     save_scatter, to_uint8)
 from gan_lightning.system import GAN
@@ -70,7 +71,7 @@ def load_condition_images(path: str, shape: tuple[int, ...]) -> torch.Tensor:
             f"--condition_images: expected uint8 images of shape (N, {', '.join(map(str, shape))}), "
             f"got {images.dtype} {tuple(images.shape)}"
         )
-    return images.float().div(127.5).sub(1.0)
+    return to_float(images)
 
 
 def real_from_checkpoint(ckpt_path: str, seed: int = 0, trust: bool = False):

@@ -23,6 +23,7 @@ every step-based cadence count generator iterations.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any, Iterator, Literal, Optional, Union
 
 import lightning.pytorch as pl
@@ -166,6 +167,7 @@ class GAN(pl.LightningModule):
         self._g_lr_scheduler = g_lr_scheduler
         self._d_lr_scheduler = d_lr_scheduler
         self._batch_checked = False
+        self._images_seen, self._seconds_before, self._world_size, self._fit_started = 0, 0.0, 1, time.perf_counter()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -392,6 +394,7 @@ class GAN(pl.LightningModule):
         x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
         if not self._batch_checked:
             self._check_batch(x)
+        self._images_seen += x.shape[0] * self._world_size
         c = self.conditioning.from_batch(x, y)
         k = self.n_critic
         reals = x.chunk(k)
@@ -415,18 +418,34 @@ class GAN(pl.LightningModule):
             if self.augment is not None:
                 stats.update(self.augment.stats())
             self.log_dict({f"train/{k}": v for k, v in stats.items()}, on_step=True, on_epoch=False, prog_bar=False)
+            self.log_dict(self.progress(), on_step=True, on_epoch=False, prog_bar=False)
+
+    def progress(self) -> dict[str, float]:
+        """Thousands of real images D has seen (all processes; StyleGAN's kimg), wall seconds of training, and
+        seconds per kimg, counted across resumes."""
+        seconds = self._seconds_before + (time.perf_counter() - self._fit_started)
+        kimg = self._images_seen / 1000.0
+        return {"progress/kimg": kimg, "progress/seconds": seconds,
+                "progress/sec_per_kimg": seconds / kimg if kimg else 0.0}
 
     def on_fit_start(self) -> None:
         self._batch_checked = False
+        self._world_size = self.trainer.world_size
+        self._fit_started = time.perf_counter()
 
     # ------------------------------------------------------------------ checkpoints: exact resume, provenance
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called on every process (it gathers); only process 0 writes the file.
         check_finite(self, self.global_step)
         checkpoint["rng_states"] = gather_rng_states()
+        progress = self.progress()
+        checkpoint["progress"] = {"images": self._images_seen, "seconds": progress["progress/seconds"]}
         checkpoint["provenance"] = provenance(self.trainer.default_root_dir if self._trainer is not None else None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        progress = checkpoint.get("progress") or {}
+        self._images_seen = int(progress.get("images", 0))
+        self._seconds_before = float(progress.get("seconds", 0.0))
         states = checkpoint.get("rng_states")
         if states and self._trainer is not None:  # resuming fit (not load_from_checkpoint)
             # Applied when training starts: the strategy re-seeds each process while it sets up, after loading.

@@ -1,4 +1,4 @@
-"""Multi-process training (SPEC §6): the ``gan_ddp`` strategies on 2 CPU processes (gloo).
+"""Multi-process training: the ``gan_ddp`` strategies on 2 CPU processes (gloo).
 
 Runs are launched with the multiprocessing launcher (``gan_ddp_spawn`` / ``gan_ddp_fork``), never with popen
 ``ddp``, which would re-run the pytest command line in its children. Everything the children need lives in
@@ -218,7 +218,7 @@ def test_rank_consistency_names_the_network_that_differs(tmp_path, net):
 
 # ------------------------------------------------------------------------------------------------ library defects
 def test_batch_norm_statistics_stay_identical_across_ranks(tmp_path):
-    """SPEC §6 on a stock configuration: DCGAN (batch norm in D, its default) with ``d_step: split``.
+    """Data parallelism on a stock configuration: DCGAN (batch norm in D, its default) with ``d_step: split``.
 
     The last D forward of a split D step is on the rank's own real batch, so each rank's D running statistics
     absorb a different batch; DDP only re-broadcasts rank 0's buffers at the *next* wrapped forward, so after

@@ -24,7 +24,7 @@ from PIL import Image
 from gan_lightning.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-# Development and CI keep MNIST / FashionMNIST next to the repository (SPEC §5).
+# Development and CI keep MNIST / FashionMNIST next to the repository.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 # One step checks the wiring (parsing, class paths, data, networks, loss, callbacks), not throughput: a small

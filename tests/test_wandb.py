@@ -1,4 +1,4 @@
-"""Weights & Biases without an account or a network (SPEC §1, §4): offline runs with sample grids and the config.
+"""Weights & Biases without an account or a network: offline runs with sample grids and the config.
 
 Each test fits a tiny DCGAN on the embedded MNIST subset for a few steps through ``gan_lightning.cli.main``
 (what ``python -m gan_lightning`` calls) with a SampleGrid every 2 generator steps. The environment is

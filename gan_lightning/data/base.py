@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from gan_lightning.compat import cli_hyperparameters_active
 from gan_lightning.data.order import EpochSampler
 from gan_lightning.errors import UserError
+from gan_lightning.pixels import to_float
 
 
 def _identity(batch: Any) -> Any:
@@ -37,7 +38,7 @@ class InMemory(Dataset):
         return self.data.shape[0]
 
     def _serve(self, x: Tensor) -> Tensor:
-        return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+        return to_float(x) if x.dtype == torch.uint8 else x
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self._serve(self.data[i]), self.labels[i]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from gan_lightning.cache import cache_root
 from gan_lightning.errors import UserError
 from gan_lightning.pixels import to_uint8
-from gan_lightning.sampling import draw_indices, labels_for
+from gan_lightning.sampling import draw_indices
 
 METRICS: dict[str, Callable[..., dict[str, float]]] = {}
 
@@ -214,19 +214,24 @@ def extract(extractor: nn.Module, images: Tensor, batch_size: int = 500) -> tupl
 
 
 @torch.no_grad()
-def generated_features(model, extractor: nn.Module, num_samples: int, seed: int = 0, batch_size: int = 500) -> FeatureSet:
-    """Features of samples ``0 .. num_samples-1`` of the seeded draw, this process drawing its share."""
+def generated_features(model, extractor: nn.Module, num_samples: int, seed: int = 0, batch_size: int = 500,
+                       real: Optional[Callable[[int], Tensor]] = None) -> FeatureSet:
+    """Features of samples ``0 .. num_samples-1`` of the seeded draw, this process drawing its share. The
+    conditions are the model's seeded conditions (``conditioning.conditions``; ``real(n)`` gives real samples
+    for conditions made from images); class labels, where the condition names them, come along."""
     rank, world = _world()
     index = torch.arange(rank, num_samples, world)
-    all_labels = labels_for(num_samples, model.num_classes) if model.condition == "label" else None
+    conditioning = model.conditioning
+    all_conditions = conditioning.conditions(num_samples, real)
     feats, logits, labels = [], [], []
     for lo in range(0, len(index), batch_size):
         idx = index[lo : lo + batch_size]
-        y = all_labels[idx] if all_labels is not None else None
-        images = to_uint8(draw_indices(model, idx, seed, y))
+        c = all_conditions[idx] if all_conditions is not None else None
+        images = to_uint8(draw_indices(model, idx, seed, c))
         f, lg = extract(extractor, images, batch_size)
         feats.append(f)
         logits.append(lg)
+        y = conditioning.class_labels(c)
         if y is not None:
             labels.append(y)
     f = torch.cat(feats) if feats else torch.empty(0, extractor.num_features)
