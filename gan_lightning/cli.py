@@ -19,11 +19,17 @@ import datetime as _dt
 import importlib
 import importlib.util
 import os
+import re
 import sys
+import traceback
+from argparse import ArgumentError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -46,6 +52,117 @@ def wandb_has_key() -> bool:
         return False
 
 
+def check_accelerator(accelerator: Any) -> None:
+    """A GPU asked for where there is none is the user's to fix: one line instead of Lightning's traceback."""
+    if not isinstance(accelerator, str):
+        return
+    name = accelerator.lower()
+    has_cuda, has_mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    missing = (name == "cuda" and not has_cuda) or (name == "mps" and not has_mps) or \
+        (name == "gpu" and not (has_cuda or has_mps))
+    if missing:
+        raise UserError(f"trainer.accelerator: {accelerator!r} but this machine has no usable GPU "
+                        f"(torch.cuda.is_available() is False); use --trainer.accelerator=cpu or auto")
+
+
+def config_paths(args: Sequence[str]) -> list[str]:
+    """The files given with ``--config``/``-c`` in ``args``."""
+    paths = []
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            paths.append(args[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+def check_config_file(path: str) -> None:
+    """A ``--config`` file that is missing or not YAML, named with the place of the problem."""
+    if not os.path.isfile(path):
+        raise UserError(f"--config: no file at {path!r}")
+    try:
+        with open(path) as f:
+            yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"--config: {path!r} is not valid YAML: {problem}{where}") from None
+
+
+def rejected_by_lightning(err: BaseException) -> bool:
+    """Whether ``err`` is Lightning refusing a trainer setting (accelerator, devices, strategy, precision): raised
+    by Lightning's own code while its accelerator connector checks the settings, not by a class of the project."""
+    frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(err.__traceback__)]
+    lightning = os.sep + "lightning" + os.sep
+    connector = os.path.join("trainer", "connectors", "accelerator_connector.py")
+    return any(f.endswith(connector) for f in frames) and bool(frames) and lightning in frames[-1]
+
+
+def user_error_in_chain(err: BaseException) -> Optional[UserError]:
+    """The first ``UserError`` among ``err`` and the exceptions it was raised from (``__cause__``, ``__context__``)."""
+    seen: set[int] = set()
+    stack = [err]
+    while stack:
+        e = stack.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UserError):
+            return e
+        stack += [e.__cause__, e.__context__]
+    return None
+
+
+# Lines of jsonargparse's nested error text that say nothing about the mistake itself.
+_NOISE = re.compile(
+    r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:|Given value type: |"
+    r"Problem with given class_path|Expected a NoneType|Expected a path but .* either not accessible or invalid)"
+)
+
+
+def one_line(message: str) -> str:
+    """A jsonargparse parse error (often several indented lines: a Union's alternatives, a class's init_args) as one
+    line: the dotted key, what was expected, and the value given."""
+    keys: list[str] = []
+    reasons: list[str] = []
+    given: Optional[str] = None
+    for raw in message.splitlines():
+        line = raw.strip()
+        line = line[2:] if line.startswith("- ") else line
+        while (m := re.match(r'Parser key "([^"]+)":\s*(.*)$', line)) is not None:
+            if m.group(1) not in keys:
+                keys.append(m.group(1))
+            line = m.group(2)
+        line = re.sub(r"<class '([\w.]+)'>", r"\1", line)
+        line = re.sub(r"typing\.Literal\[(.*)\]", r"one of [\1]", line)
+        if not line or _NOISE.match(line):
+            continue
+        if line.startswith("Given value: "):
+            given = given or line[len("Given value: "):]
+            continue
+        m = re.search(r"\. Got value: (.*)$", line)
+        if m:
+            given, line = given or m.group(1), line[: m.start()]
+        line = line[:1].lower() + line[1:] if line[1:2].islower() else line
+        if line not in reasons:
+            reasons.append(line)
+    if given is not None:
+        reasons = [r[: -len(given) - 2] if r.endswith(": " + given) else r for r in reasons]
+        if len(given) > 60 or given.startswith(("Namespace(", "NestedArg(")):
+            given = None
+    expected = [re.match(r"expected (?:an? )?(.*)$", r) for r in reasons]
+    if reasons and all(expected):  # the alternatives of a Union, or one type
+        text = "expected " + " or ".join(m.group(1) for m in expected if m)
+    else:
+        text = "; ".join(reasons) or " ".join(message.split())
+    if given is not None:
+        text += f" (got {given})"
+    if text.startswith("unrecognized arguments"):
+        text += "; python -m gan_lightning fit --help lists the options"
+    return f"{'.'.join(keys)}: {text}" if keys else text
+
+
 class RunConfig(SaveConfigCallback):
     """Writes the resolved ``config.yaml`` into the run directory and gives the whole config to W&B."""
 
@@ -61,7 +178,9 @@ class RunConfig(SaveConfigCallback):
 class GANCLI(LightningCLI):
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"prog": "python -m gan_lightning"})
+        # Parse errors raise (ArgumentError) instead of printing the whole usage: fit_main prints them as one line.
+        kwargs.setdefault("parser_kwargs", {"prog": "python -m gan_lightning", "exit_on_error": False,
+                                            "fit": {"exit_on_error": False}})
         kwargs.setdefault(
             "trainer_defaults", {"log_every_n_steps": 50, "max_epochs": -1, "callbacks": [DivergenceGuard()]}
         )
@@ -78,10 +197,12 @@ class GANCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         given = sys.argv[1:] if args is None else args
-        if isinstance(given, (list, tuple)) and any(
-            str(a).lstrip("-").split("=")[0].endswith("draws_per_step") for a in given
-        ):
-            raise UserError("data.draws_per_step: follows model.n_critic (one batch per D step); set --model.n_critic")
+        if isinstance(given, (list, tuple)):
+            given = [str(a) for a in given]
+            if any(a.lstrip("-").split("=")[0].endswith("draws_per_step") for a in given):
+                raise UserError("data.draws_per_step: follows model.n_critic (one batch per D step); set --model.n_critic")
+            for path in config_paths(given):
+                check_config_file(path)
         super().parse_arguments(parser, args)
 
     @staticmethod
@@ -118,10 +239,26 @@ class GANCLI(LightningCLI):
         if not cfg.run_dir:
             run_id = os.environ.get("GAN_LIGHTNING_RUN_ID") or os.environ.get("TORCHELASTIC_RUN_ID") \
                 or os.environ.get("SLURM_JOB_ID") or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            cfg.run_dir = os.path.join("runs", cfg.experiment, f"{run_id}-seed{cfg.seed_everything}")
+            # --trainer.default_root_dir is the folder that holds the experiments' runs (default runs/).
+            root = cfg.trainer.get("default_root_dir") or "runs"
+            cfg.run_dir = os.path.join(str(root), cfg.experiment, f"{run_id}-seed{cfg.seed_everything}")
         cfg.trainer.default_root_dir = cfg.run_dir
+        check_accelerator(cfg.trainer.get("accelerator"))
         if cfg.checkpoint.dirpath is None:
             cfg.checkpoint.dirpath = os.path.join(cfg.run_dir, "checkpoints")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except UserError:
+            raise
+        except Exception as err:
+            # jsonargparse wraps what a constructor raises (in its Union and subclass errors): a UserError in the
+            # chain is the user's to fix and is reported alone; anything else is a bug and keeps its traceback.
+            cause = user_error_in_chain(err)
+            if cause is None:
+                raise
+            raise cause from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -132,7 +269,12 @@ class GANCLI(LightningCLI):
         if trainer_init.get("enable_progress_bar") is False and trainer_init.get("callbacks"):
             # --trainer.enable_progress_bar=false wins over a progress bar an experiment configures.
             trainer_init.callbacks = [c for c in trainer_init.callbacks if not isinstance(c, ProgressBar)]
-        return super().instantiate_trainer(**kwargs)
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError, TypeError) as err:
+            if isinstance(err, MisconfigurationException) or rejected_by_lightning(err):
+                raise UserError("trainer: " + " ".join(str(err).split())) from None
+            raise
 
     @staticmethod
     def _default_logger(cfg: Any) -> Any:
@@ -198,8 +340,11 @@ def usage() -> str:
 def fit_main(argv: Sequence[str]) -> int:
     """``python -m gan_lightning fit ...``: LightningCLI's fit."""
     argv = list(argv)
-    # LightningCLI reads sys.argv itself (and warns when given both), so it gets None when that is this command.
-    GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
+    try:
+        # LightningCLI reads sys.argv itself (and warns when given both), so it gets None when that is this command.
+        GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
+    except ArgumentError as err:
+        raise UserError(one_line(str(err))) from None
     return 0
 
 
