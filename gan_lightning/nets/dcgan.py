@@ -7,6 +7,8 @@ strided convolutions and LeakyReLU(0.2), no normalization on its first layer.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
@@ -82,7 +84,7 @@ class DCGANDiscriminator(Discriminator):
         channels: int = 1,                      # Image channels: 1 grayscale, 3 RGB.
         image_size: int = 28,                   # 28, 32 or 64.
         ndf: int = 64,                          # Channels of the first layer; doubled per stage.
-        norm: str = "batch",                    # batch | spectral | none (never on the first layer).
+        norm: Literal["batch", "spectral", "none"] = "batch",  # batch | spectral | none (never on the first layer).
         num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
     ) -> None:

@@ -7,6 +7,8 @@ without batch norm (3 x 256) and D (3 x 128 maxout), which reach PacGAN's qualit
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from gan_lightning.conditioning import Conditioning
@@ -32,9 +34,9 @@ class MLPGenerator(Generator):
         out_shape: list[int] = [2],             # Sample shape: [D] for vectors, [C, H, W] for images.
         latent_dim: int = 2,                    # Size of z.
         hidden: list[int] = [400, 400, 400, 400],  # Width of each hidden layer.
-        activation_fn: str = "relu",            # relu | leaky_relu | elu | tanh.
-        norm: str = "batch",                    # batch: batch norm after each hidden linear layer; none.
-        out_activation_fn: str = "none",        # none: data space as is (toy points); tanh: images in [-1, 1].
+        activation_fn: Literal["relu", "leaky_relu", "elu", "tanh"] = "relu",  # relu | leaky_relu | elu | tanh.
+        norm: Literal["batch", "none"] = "batch",  # batch: batch norm after each hidden linear layer; none.
+        out_activation_fn: Literal["none", "tanh"] = "none",  # none: data space as is (toy points); tanh: images in [-1, 1].
         num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
     ) -> None:
@@ -71,8 +73,8 @@ class MLPDiscriminator(Discriminator):
         in_shape: list[int] = [2],              # Sample shape: [D] for vectors, [C, H, W] for images.
         hidden: list[int] = [200, 200, 200],    # Width of each hidden layer.
         maxout_pieces: int = 5,                 # Linear-maxout pieces per unit; 0 = plain linear + activation.
-        activation_fn: str = "leaky_relu",      # Used when maxout_pieces = 0.
-        norm: str = "none",                     # none | spectral (spectral norm on every linear layer).
+        activation_fn: Literal["relu", "leaky_relu", "elu", "tanh"] = "leaky_relu",  # Used when maxout_pieces = 0.
+        norm: Literal["none", "spectral"] = "none",  # none | spectral (spectral norm on every linear layer).
         dropout: float = 0.0,                   # Dropout before each hidden layer (Goodfellow et al. used 0.5 on images).
         num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).

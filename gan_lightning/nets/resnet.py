@@ -8,6 +8,8 @@ sum pooling, a linear score; ``Projection`` adds the class projection on the poo
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -108,7 +110,7 @@ class ResNetDiscriminator(Discriminator):
         channels: int = 3,                      # Image channels.
         image_size: int = 32,                   # 28, 32 or 64.
         ndf: int = 128,                         # Channels of every block (SNGAN CIFAR: 128).
-        norm: str = "spectral",                 # spectral | none.
+        norm: Literal["spectral", "none"] = "spectral",  # spectral | none.
         num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
         conditioning: Conditioning | None = None,  # e.g. Projection for the projection discriminator.
     ) -> None:
