@@ -9,9 +9,14 @@ CKPT   ?= $(shell ls -t runs/$(EXP)/*/checkpoints/last.ckpt 2>/dev/null | head -
 NUM    ?= 1000
 OUT    ?= runs/$(EXP)/samples.npz
 PYTEST_ARGS ?=
+SEEDS  ?= 0
+GRID   ?=
+SWEEP  ?=
+PARALLEL ?= 1
+RUNS   ?= runs/$(EXP)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sample evaluate classifier bench clean
+.PHONY: help install train test sample evaluate classifier sweep report bench clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,6 +46,12 @@ evaluate: $(STAMP)  ## Metrics of a run as JSON: make evaluate EXP=<name> [CKPT=
 
 classifier: $(STAMP)  ## Train the cached domain classifier for metrics: make classifier ARGS="--data MNIST --root ../shared/data".
 	$(PY) -m gan_lightning classifier $(or $(ARGS),--data MNIST --root ../shared/data)
+
+sweep: $(STAMP)  ## Sweep offline: make sweep EXP=toy_ring SEEDS="0 1 2" GRID="model.n_critic=1,2" [SWEEP=experiments/sweeps/x.yaml PARALLEL=2] ARGS="--trainer.max_steps=2000".
+	$(PY) -m gan_lightning.sweep $(if $(SWEEP),--sweep_file $(SWEEP),--config experiments/$(EXP).yaml) $(if $(filter-out file,$(origin SEEDS)),--seeds $(SEEDS),$(if $(SWEEP),,--seeds $(SEEDS))) $(foreach g,$(GRID),--grid $(g)) --parallel $(PARALLEL) $(ARGS)
+
+report: $(STAMP)  ## Compare runs (tables, curves): make report RUNS="runs/toy_ring runs/toy_ring/sweep-x ..." (or EXP=name) [OUT=reports/x].
+	$(PY) -m gan_lightning.report $(RUNS) $(if $(filter-out file,$(origin OUT)),--out $(OUT)) $(ARGS)
 
 bench: $(STAMP)  ## Benchmarks, reported as side-by-side ratios (benchmarks/).
 	$(PY) benchmarks/run.py $(ARGS)
