@@ -1,0 +1,353 @@
+"""Reliability: checkpoints that survive a kill mid-write, a clean checkpointed stop on SIGTERM/SIGUSR1
+(in process, on 2 processes, and through the real command line), and pickling of parametrized (spectral-norm)
+networks, which ``gan_ddp_spawn`` needs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import orthogonal, spectral_norm
+
+import ddp_helpers as H
+from gan_lightning.checkpointing import (
+    PREEMPTED_EXIT_CODE,
+    AtomicCheckpointIO,
+    Preemption,
+    resume_hint,
+    was_preempted,
+)
+from gan_lightning.conditioning import ConditionalBatchNorm, Projection
+from gan_lightning.errors import UserError
+from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
+from gan_lightning.parametrized import StrippedModule, restore_parametrizations, strip_parametrizations
+from gan_lightning.strategies import RankConsistency
+from gan_lightning.system import GAN
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
+    """Keys whose tensors differ (bitwise, dtype and shape included); the key lists must be equal, in order."""
+    assert list(a) == list(b), f"different keys: {sorted(set(a) ^ set(b))}"
+    return [k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])]
+
+
+# ------------------------------------------------------------------------------------------------ atomic saves
+def test_a_save_killed_mid_write_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    """torch.save writes half of the new checkpoint and fails. At that moment (where a SIGKILL would leave
+    things) the target still holds the previous checkpoint; afterwards it still does, the error propagates and
+    no temporary file is left behind. The next save replaces the target."""
+    ckpt_io = AtomicCheckpointIO()
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt_io.save_checkpoint({"step": 1, "w": torch.arange(1000.0)}, target)
+    real_save = torch.save
+    seen_mid_write = []
+
+    def half_then_fail(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        data = buffer.getvalue()
+        f.write(data[: len(data) // 2])
+        f.flush()
+        partial = [p for p in target.parent.iterdir() if p != target]
+        assert len(partial) == 1 and partial[0].stat().st_size == len(data) // 2  # the half-written file
+        seen_mid_write.append(torch.load(target)["step"])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_fail)
+    with pytest.raises(OSError, match="No space left on device"):
+        ckpt_io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, target)
+    monkeypatch.undo()
+    assert seen_mid_write == [1]
+    loaded = torch.load(target)
+    assert loaded["step"] == 1 and torch.equal(loaded["w"], torch.arange(1000.0))
+    assert [p.name for p in target.parent.iterdir()] == ["last.ckpt"]
+
+    ckpt_io.save_checkpoint({"step": 3, "w": torch.ones(10)}, target)
+    assert torch.load(target)["step"] == 3
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # the permissions of any new file
+    ckpt_io.remove_checkpoint(target)
+    assert not target.exists()
+
+
+# ------------------------------------------------------------------------------------------------ preemption
+class SignalAt(pl.Callback):
+    """Sends ``signum`` to its own process at the end of generator step ``step`` on ``rank``, and notes which
+    handler was in effect then (put it before Preemption in ``callbacks``)."""
+
+    def __init__(self, step: int, signum: int, rank: int = 0) -> None:
+        self.step, self.signum, self.rank = step, signum, rank
+        self.handler: Any = None
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank:
+            self.handler = signal.getsignal(self.signum)
+            os.kill(os.getpid(), self.signum)
+
+
+def test_preemption_checkpoints_the_current_step_and_stops(tmp_path, capsys):
+    """SIGTERM at the end of step 3 of a 50-step run: the Preemption handler (not Lightning's) is the one in
+    effect during training, the run stops after step 3 without SIGTERMException, last.ckpt holds step 3 and
+    exactly the weights the model ends with, one line names it, and the handlers of before fit are back."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    model = H.mlp_gan(g_norm="none", ema_decay=0.9)
+    probe, preemption = SignalAt(3, signal.SIGTERM), Preemption()
+    trainer = H.trainer(tmp_path, 50, callbacks=[probe, preemption], plugins=[AtomicCheckpointIO()])
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    trainer.fit(model, H.OrderedToy(num_samples=256, batch_size=8))
+
+    assert probe.handler == preemption._handler
+    assert trainer.global_step == 3 and not trainer.received_sigterm
+    assert preemption.preempted and preemption.signum == signal.SIGTERM and was_preempted(trainer)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    assert preemption.path == str(path)
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["global_step"] == 3
+    assert same_state(ckpt["state_dict"], model.state_dict()) == []
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("preempted")]
+    assert lines == [f"preempted at step 3: saved {path}; resume with: trainer.fit(..., ckpt_path={str(path)!r})"]
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_run_without_a_signal_is_not_preempted(tmp_path):
+    """No signal: the run reaches max_steps, writes nothing and does not count as preempted; signal names are
+    checked."""
+    preemption = Preemption(signals=["sigusr2"])
+    trainer = H.trainer(tmp_path, 3, callbacks=[preemption])
+    trainer.fit(H.mlp_gan(g_norm="none"), H.OrderedToy(num_samples=256, batch_size=8))
+    assert trainer.global_step == 3 and not preemption.preempted and not was_preempted(trainer)
+    assert preemption.signals == [signal.SIGUSR2] and not (tmp_path / "checkpoints").exists()
+    with pytest.raises(UserError, match=r"Preemption.signals: 'SIGKILL' is not a signal that can be caught"):
+        Preemption(signals=["SIGKILL"])
+
+
+@pytest.mark.slow
+def test_preemption_on_two_processes_stops_every_rank_at_the_same_step(tmp_path, capfd):
+    """Only rank 1 gets SIGUSR1, after step 3: both ranks stop after step 3 with identical weights, rank 0
+    writes last.ckpt of step 3, only rank 0 prints, and the launching process learns of the preemption."""
+    preemption = Preemption()
+    rec = H.Recorder(str(tmp_path), per_step=False)
+    trainer = H.trainer(tmp_path, 50, strategy="gan_ddp_fork", devices=2,
+                        callbacks=[SignalAt(3, signal.SIGUSR1, rank=1), preemption, rec])
+    trainer.fit(H.mlp_gan(g_norm="batch", ema_decay=0.9), H.OrderedToy(num_samples=512, batch_size=8))
+    r0, r1 = H.load_ranks(tmp_path, 2)
+    assert r0["global_step"] == r1["global_step"] == 3
+    assert same_state(r0["final"], r1["final"]) == []
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["global_step"] == 3 and len(ckpt["rng_states"]) == 2
+    assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in r0["final"].items())
+    err = capfd.readouterr().err
+    assert err.count("preempted at step") == 1 and f"preempted at step 3: saved {path}" in err
+    assert was_preempted(trainer) and int(trainer.callback_metrics["preemption/signal"]) == signal.SIGUSR1
+
+
+def test_resume_hint_repeats_the_command_line_without_an_old_ckpt_path():
+    main = str(REPO / "gan_lightning" / "__main__.py")
+    argv = [main, "fit", "--config", "my exp.yaml", "--ckpt_path", "old.ckpt", "--seed_everything=3",
+            "--ckpt_path=older.ckpt"]
+    assert resume_hint("/r/last.ckpt", argv) == \
+        "python -m gan_lightning fit --config 'my exp.yaml' --seed_everything=3 --ckpt_path /r/last.ckpt"
+    assert resume_hint("x.ckpt", ["/venv/bin/gan-lightning", "fit", "-c", "a.yaml"]) == \
+        "python -m gan_lightning fit -c a.yaml --ckpt_path x.ckpt"
+    assert resume_hint("x.ckpt", ["train.py", "fit"]) == "python train.py fit --ckpt_path x.ckpt"
+    assert resume_hint("x.ckpt", ["pytest", "-q"]) == "trainer.fit(..., ckpt_path='x.ckpt')"
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path):
+    """``python -m gan_lightning fit`` on a small toy ring with the Preemption callback: once the run has written
+    its first checkpoint (step 10), SIGTERM. The process prints one line naming last.ckpt and the step N, the
+    checkpoint holds step N and loads as a GAN, and the exit code is 143 (PREEMPTED_EXIT_CODE)."""
+    from gan_lightning.commands import load_gan
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "gan_lightning", "fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"),
+           "--trainer.max_steps=100000", "--wandb=disabled", "--run_dir", str(run_dir),
+           "--trainer.callbacks+=gan_lightning.checkpointing.Preemption", "--trainer.enable_progress_bar=false",
+           "--model.generator.init_args.hidden=[32]", "--model.discriminator.init_args.hidden=[32]",
+           "--checkpoint.every_n_train_steps=10"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with open(tmp_path / "stderr.txt", "w+") as err:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 120
+            while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert last.exists(), "the run wrote no checkpoint"
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        err.seek(0)
+        stderr = err.read()
+    found = re.findall(r"^preempted at step (\d+): saved (\S+); resume with: (.*)$", stderr, re.MULTILINE)
+    assert len(found) == 1, stderr[-3000:]
+    step, saved, hint = int(found[0][0]), Path(found[0][1]), found[0][2]
+    assert saved == last and step >= 10
+    assert hint.startswith("python -m gan_lightning fit --config ") and hint.endswith(f" --ckpt_path {last}")
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == step
+    model = load_gan(str(last), trust=True)
+    assert same_state(model.state_dict(), ckpt["state_dict"]) == []
+    assert code == PREEMPTED_EXIT_CODE == 143, f"exit code {code}"
+
+
+# ------------------------------------------------------------------------------------------------ pickling
+class PicklableGAN(GAN):
+    """The GAN with the two methods that make parametrized networks picklable."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return strip_parametrizations(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(restore_parametrizations(state))
+
+
+def _networks(name: str) -> tuple[nn.Module, nn.Module, Any]:
+    torch.manual_seed(0)
+    if name == "dcgan-spectral":
+        g = DCGANGenerator(latent_dim=8, channels=1, image_size=28, ngf=4)
+        d = DCGANDiscriminator(channels=1, image_size=28, ndf=4, norm="spectral")
+        return g, d, None
+    g = ResNetGenerator(latent_dim=8, channels=1, image_size=28, ngf=8, num_classes=3,
+                        conditioning=ConditionalBatchNorm())
+    d = ResNetDiscriminator(channels=1, image_size=28, ndf=8, num_classes=3, conditioning=Projection())
+    return g, d, torch.tensor([0, 1, 2, 1])
+
+
+def _outputs(model: GAN, z: torch.Tensor, x: torch.Tensor, y: Any) -> list[torch.Tensor]:
+    return [model.discriminator(x, y), model.generator(z, y), model.generator_ema(z, y)]
+
+
+@pytest.mark.parametrize("name", ["dcgan-spectral", "resnet-projection"])
+def test_pickled_gan_is_the_same_parametrized_model(name):
+    """A spectral-norm DCGAN D, and a ResNet D with spectral norm in every block and on the Projection
+    embedding (with an EMA generator): the networks alone cannot be pickled; the GAN with the two methods can,
+    and the copy has the same state_dict (keys in order, bit-identical values, spectral-norm vectors included),
+    gives the same outputs in train and eval mode, continues the power iteration from the same vectors, and the
+    pickled model itself is unchanged."""
+    g, d, y = _networks(name)
+    with pytest.raises(RuntimeError, match="Serialization of parametrized modules"):
+        pickle.dumps(d)
+    model = PicklableGAN(g, d, ema_decay=0.9)
+    z, x = torch.randn(4, 8), torch.rand(4, 1, 28, 28) * 2 - 1
+    _outputs(model, z, x, y)  # move the power-iteration vectors away from their initial values
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert any(k.endswith("._u") for k in before) and any(k.endswith("._v") for k in before)
+    if name == "resnet-projection":
+        assert "discriminator.conditioning.embed.parametrizations.weight.0._u" in before
+
+    data = pickle.dumps(model)
+    assert same_state(model.state_dict(), before) == []
+    assert parametrize.is_parametrized(model.discriminator.body[0] if name == "dcgan-spectral"
+                                       else model.discriminator.blocks[0].conv1, "weight")
+    copy = pickle.loads(data)
+    assert type(copy) is PicklableGAN
+    assert same_state(copy.state_dict(), before) == []
+    for training in (True, False, True, True):
+        model.train(training)
+        copy.train(training)
+        for a, b in zip(_outputs(model, z, x, y), _outputs(copy, z, x, y)):
+            assert torch.equal(a, b)
+    after = model.state_dict()
+    moved = [k for k in after if not torch.equal(after[k], before[k])]
+    assert any(k.endswith("._u") for k in moved) and any(k.endswith("._v") for k in moved)  # iterations ran
+    assert same_state(copy.state_dict(), after) == []
+    assert [n for n, _ in copy.named_parameters()] == [n for n, _ in model.named_parameters()]
+    assert all(p.requires_grad for p in copy.discriminator.parameters())
+
+
+class _Split(nn.Module):
+    """A parametrization over two tensors: ``weight = a + b``."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+    def right_inverse(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 0.25 * w, 0.75 * w
+
+
+class _Double(nn.Module):
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return 2 * w
+
+    def right_inverse(self, w: torch.Tensor) -> torch.Tensor:
+        return w / 2
+
+
+class _Holder(nn.Module):
+    def __getstate__(self) -> dict[str, Any]:
+        return strip_parametrizations(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(restore_parametrizations(state))
+
+
+def test_round_trip_is_exact_for_any_parametrization():
+    """Parametrizations whose right_inverse is not the identity (torch's orthogonal, which also rewrites its own
+    buffer), several on one tensor, two tensors of one module, two original tensors, and a module shared by two
+    children: all come back bit-identical and still shared."""
+    torch.manual_seed(0)
+    m = _Holder()
+    m.ortho = orthogonal(nn.Linear(4, 4))
+    m.stack = spectral_norm(nn.Linear(4, 4))
+    parametrize.register_parametrization(m.stack, "weight", _Double())
+    parametrize.register_parametrization(m.stack, "bias", _Double())
+    m.split = nn.Linear(4, 4)
+    parametrize.register_parametrization(m.split, "weight", _Split())
+    with torch.no_grad():
+        m.split.parametrizations.weight.original1.add_(1.0)  # originals that right_inverse would not give
+    m.shared = m.stack
+    state = strip_parametrizations(nn.Module.__getstate__(m))
+    assert isinstance(state["_modules"]["stack"], StrippedModule) and state["_modules"]["stack"] is not m.stack
+    assert state["_modules"]["shared"].module is state["_modules"]["stack"].module  # one copy, still shared
+    copy = pickle.loads(pickle.dumps(m))
+    assert copy.shared is copy.stack
+    assert same_state(copy.state_dict(), m.state_dict()) == []
+    assert copy.stack.parametrizations.weight.unsafe is False
+    x = torch.randn(3, 4)
+    for training in (True, False, True):
+        m.train(training)
+        copy.train(training)
+        for name in ("ortho", "stack", "split"):
+            assert torch.equal(getattr(m, name)(x), getattr(copy, name)(x)), name
+    assert same_state(copy.state_dict(), m.state_dict()) == []
+
+
+@pytest.mark.slow
+def test_gan_ddp_spawn_trains_a_spectral_norm_dcgan(tmp_path):
+    """gan_ddp_spawn pickles the LightningModule into each process: a spectral-norm DCGAN on 2 processes trains
+    2 steps, the ranks stay bit-identical (spectral-norm vectors included), and the weights moved."""
+    model = H.dcgan(d_norm="spectral")
+    init = {k: v.clone() for k, v in model.discriminator.state_dict().items()}
+    rec = H.Recorder(str(tmp_path))
+    trainer = H.trainer(tmp_path, 2, strategy="gan_ddp_spawn", devices=2,
+                        callbacks=[RankConsistency(every_n_steps=1), rec])
+    trainer.fit(model, H.TinyImages(batch_size=8))
+    r0, r1 = H.load_ranks(tmp_path, 2)
+    assert r0["global_step"] == r1["global_step"] == 2
+    for s0, s1 in zip(r0["steps"], r1["steps"]):
+        assert same_state(s0, s1) == []
+    assert same_state(r0["final"], r1["final"]) == []
+    moved = [k for k, v in init.items() if not torch.equal(v, r0["final"][f"discriminator.{k}"])]
+    assert any(k.endswith("._u") for k in moved) and any(k.endswith(".original") for k in moved)
