@@ -18,10 +18,12 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import importlib.util
+import logging
 import os
 import re
 import sys
 import traceback
+import warnings
 from argparse import ArgumentError
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from gan_lightning.callbacks import DivergenceGuard
 from gan_lightning.data.base import GANDataModule
@@ -50,6 +54,45 @@ def wandb_has_key() -> bool:
         return "api.wandb.ai" in netrc.read_text()
     except OSError:
         return False
+
+
+class _DropMessages(logging.Filter):
+    """Drops the records of one logger whose message starts with one of ``prefixes``."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+# What a run does not print; each names the exact message, so a genuine warning of the same module still shows.
+QUIET_WARNINGS = [
+    # Lightning asks manual-optimization modules to keep pre-step weights for ModelCheckpoint(every_n_train_steps),
+    # with a code example. A GAN checkpoint holds the weights after the step's G update, as intended.
+    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps, but no pre-optimization state",
+     UserWarning, ""),
+    # torch deprecates a class that Lightning's own pytree helper uses; nothing a user can change.
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
+]
+QUIET_LOGS = {
+    # Lightning's advertisements ("💡 Tip: ... try installing litlogger / litmodels").
+    "lightning.pytorch.utilities.rank_zero": ("💡 Tip:",),
+    "lightning.fabric.utilities.rank_zero": ("💡 Tip:",),
+    # "Seed set to N": the seed is in the run directory's name, printed once at start.
+    "lightning.fabric.utilities.seed": ("Seed set to ",),
+}
+
+
+def quiet_console() -> None:
+    """Installs the warning and logging filters above (once per process)."""
+    for message, category, module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    for name, prefixes in QUIET_LOGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages(*prefixes))
 
 
 def check_accelerator(accelerator: Any) -> None:
@@ -175,8 +218,18 @@ class RunConfig(SaveConfigCallback):
                 logger.experiment.config.update(json.loads(config), allow_val_change=True)
 
 
+class RunWandbLogger(WandbLogger):
+    """Lightning's WandbLogger for a run of the CLI."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Lightning always passes wandb.init an `anonymous` setting, which W&B ignores and warns about.
+        self._wandb_init.pop("anonymous", None)
+
+
 class GANCLI(LightningCLI):
     def __init__(self, args: Optional[Sequence[str]] = None, run: bool = True, **kwargs: Any) -> None:
+        quiet_console()
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Parse errors raise (ArgumentError) instead of printing the whole usage: fit_main prints them as one line.
         kwargs.setdefault("parser_kwargs", {"prog": "python -m gan_lightning", "exit_on_error": False,
@@ -260,6 +313,11 @@ class GANCLI(LightningCLI):
                 raise
             raise cause from None
 
+    def after_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if rank_zero_only.rank == 0:
+            print(f"run directory: {cfg.run_dir}", flush=True)
+
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer_init = self.config_init[self.subcommand].trainer if self.subcommand else self.config_init.trainer
@@ -283,10 +341,8 @@ class GANCLI(LightningCLI):
             return False
         if mode == "auto":
             mode = "online" if wandb_has_key() else "offline"
-        from lightning.pytorch.loggers import WandbLogger
-
         os.makedirs(cfg.run_dir, exist_ok=True)
-        return WandbLogger(
+        return RunWandbLogger(
             save_dir=cfg.run_dir,
             project=cfg.wandb_project,
             group=cfg.experiment,

@@ -50,6 +50,9 @@ class GANDDPStrategy(DDPStrategy):
             sync_module_states(module.generator_ema)
 
     def setup(self, trainer: pl.Trainer) -> None:
+        from gan_lightning.cli import quiet_console
+
+        quiet_console()  # processes started by spawn/fork do not inherit the CLI's warning filters
         super().setup(trainer)
         # The weights are synchronised by now. Give each process its own random stream, so that W processes
         # draw W different noise batches (seeding makes every rank start from the same state).
