@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from gan_lightning.checkpointing import was_preempted
 from gan_lightning.errors import UserError
 from gan_lightning.resume import DivergenceError
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
@@ -227,6 +228,8 @@ class ImageMetrics(pl.Callback):
         self.seconds, self.last = float(state.get("seconds", 0.0)), dict(state.get("last", {}))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
+        if was_preempted(trainer):  # the scheduler's grace period is for the checkpoint, not a full evaluation
+            return
         write_metrics(trainer, self.evaluate(trainer, pl_module))
 
 

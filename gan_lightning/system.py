@@ -41,6 +41,7 @@ from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
 from gan_lightning.losses import GANLoss, LossName, get_loss
 from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.parametrized import restore_parametrizations, strip_parametrizations
 from gan_lightning.regularizers import Context, Regularizer, Side
 from gan_lightning.resume import check_finite, gather_rng_states, provenance, set_rng_state
 
@@ -168,6 +169,14 @@ class GAN(pl.LightningModule):
         self._d_lr_scheduler = d_lr_scheduler
         self._batch_checked = False
         self._images_seen, self._seconds_before, self._world_size, self._fit_started = 0, 0.0, 1, time.perf_counter()
+
+    # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
+    # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.
+    def __getstate__(self) -> dict[str, Any]:
+        return strip_parametrizations(super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(restore_parametrizations(state))
 
     # ------------------------------------------------------------------ properties
     @property
