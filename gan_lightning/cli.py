@@ -15,9 +15,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -34,7 +36,8 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch import loggers as lightning_loggers
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from gan_lightning.callbacks import DivergenceGuard
@@ -207,24 +210,104 @@ def one_line(message: str) -> str:
 
 
 class RunConfig(SaveConfigCallback):
-    """Writes the resolved ``config.yaml`` into the run directory and gives the whole config to W&B."""
+    """Writes the resolved ``config.yaml`` into the run directory and gives the whole config to W&B, nested as in
+    the YAML (the only config the W&B run holds: ``WandbLogger.log_hyperparams`` adds nothing)."""
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for logger in trainer.loggers:
-            if type(logger).__name__ == "WandbLogger":
-                config = self.parser.dump(self.config, skip_none=False, format="json")
-                import json
-
-                logger.experiment.config.update(json.loads(config), allow_val_change=True)
+            if isinstance(logger, lightning_loggers.WandbLogger):
+                config = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
+                logger.experiment.config.update(config, allow_val_change=True)
 
 
-class RunWandbLogger(WandbLogger):
-    """Lightning's WandbLogger for a run of the CLI."""
+class WandbLogger(lightning_loggers.WandbLogger):
+    """Lightning's WandbLogger as a CLI run uses it: the run config is the resolved config that ``RunConfig``
+    gives it, once, not the module's hyperparameters flattened beside it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Lightning always passes wandb.init an `anonymous` setting, which W&B ignores and warns about.
         self._wandb_init.pop("anonymous", None)
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Nothing: the resolved config reaches W&B through ``RunConfig``."""
+
+
+class MetricsCSV(Logger):
+    """Every logged value in ``<run_dir>/metrics.csv``, in Lightning's CSVLogger format: a ``step`` column (the
+    generator step) and one column per key, sorted, empty on rows that do not log the key; rows are written as
+    they are logged. A run continued in its own run directory (``--ckpt_path`` with the same ``--run_dir``) keeps
+    the earlier rows below the step it continues from."""
+
+    def __init__(self, run_dir: str) -> None:  # The run directory; the file is <run_dir>/metrics.csv.
+        super().__init__()
+        self.run_dir = str(run_dir)
+        self.path = os.path.join(self.run_dir, "metrics.csv")
+        self.keys: list[str] = []
+        self._started = False
+
+    @property
+    def name(self) -> str:
+        return ""
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def save_dir(self) -> str:
+        return self.run_dir
+
+    @property
+    def log_dir(self) -> str:
+        return self.run_dir
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        """Nothing: ``config.yaml`` beside the file holds the resolved config."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
+        row: dict[str, Any] = {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
+        row["step"] = int(step) if step is not None else 0
+        rows: list[dict[str, Any]] = []
+        if not self._started:
+            self._started = True
+            if os.path.isfile(self.path):  # continued run: keep what was logged before this step
+                with open(self.path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) < row["step"]]
+                self.keys = sorted(set().union(*rows)) if rows else []
+            self._write(rows, rewrite=True)
+        if set(row) - set(self.keys):
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.keys = sorted(set(self.keys) | set(row))
+            self._write(rows + [row], rewrite=True)
+        else:
+            self._write([row], rewrite=False)
+
+    def _write(self, rows: list[dict[str, Any]], rewrite: bool) -> None:
+        os.makedirs(self.run_dir, exist_ok=True)
+        if rewrite:
+            tmp = self.path + ".tmp"
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.keys)
+                if self.keys:
+                    writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, self.path)
+        else:
+            with open(self.path, "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self.keys).writerows(rows)
+
+
+def writes_metrics_csv(logger: Any, run_dir: str) -> bool:
+    """Whether ``logger`` already writes ``<run_dir>/metrics.csv``."""
+    if isinstance(logger, MetricsCSV):
+        return os.path.abspath(logger.run_dir) == os.path.abspath(run_dir)
+    if isinstance(logger, lightning_loggers.CSVLogger):
+        return os.path.abspath(logger.log_dir) == os.path.abspath(run_dir)
+    return False
 
 
 class GANCLI(LightningCLI):
@@ -321,9 +404,15 @@ class GANCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer_init = self.config_init[self.subcommand].trainer if self.subcommand else self.config_init.trainer
-        logger = trainer_init.get("logger") if self.subcommand else None
-        if logger in (None, True):
-            kwargs["logger"] = self._default_logger(cfg)
+        configured = trainer_init.get("logger") if self.subcommand else None
+        if configured in (None, True):
+            kwargs["logger"] = self.run_loggers(cfg)
+        elif configured is not False:
+            # Loggers a config names are kept, and the run's metrics.csv is written beside them.
+            loggers = list(configured) if isinstance(configured, (list, tuple)) else [configured]
+            if not any(writes_metrics_csv(logger, cfg.run_dir) for logger in loggers):
+                loggers.append(MetricsCSV(cfg.run_dir))
+            kwargs["logger"] = loggers
         if trainer_init.get("enable_progress_bar") is False and trainer_init.get("callbacks"):
             # --trainer.enable_progress_bar=false wins over a progress bar an experiment configures.
             trainer_init.callbacks = [c for c in trainer_init.callbacks if not isinstance(c, ProgressBar)]
@@ -335,21 +424,32 @@ class GANCLI(LightningCLI):
             raise
 
     @staticmethod
-    def _default_logger(cfg: Any) -> Any:
+    def run_loggers(cfg: Any) -> list[Logger]:
+        """``<run_dir>/metrics.csv`` always; W&B unless ``--wandb=disabled`` (or a fast_dev_run): online with an
+        API key, offline otherwise, grouped by experiment, tagged ``seed:<n>`` and, in a sweep,
+        ``sweep:<name>`` (environment variable ``GAN_LIGHTNING_SWEEP``)."""
+        loggers: list[Logger] = [MetricsCSV(cfg.run_dir)]
         mode = cfg.wandb
         if mode == "disabled" or cfg.trainer.get("fast_dev_run"):
-            return False
+            return loggers
         if mode == "auto":
             mode = "online" if wandb_has_key() else "offline"
+        tags = []
+        if isinstance(cfg.seed_everything, int) and not isinstance(cfg.seed_everything, bool):
+            tags.append(f"seed:{cfg.seed_everything}")
+        if os.environ.get("GAN_LIGHTNING_SWEEP"):
+            tags.append(f"sweep:{os.environ['GAN_LIGHTNING_SWEEP']}")
         os.makedirs(cfg.run_dir, exist_ok=True)
-        return RunWandbLogger(
+        loggers.append(WandbLogger(
             save_dir=cfg.run_dir,
             project=cfg.wandb_project,
             group=cfg.experiment,
             name=Path(cfg.run_dir).name,
             job_type="train",
+            tags=tags,
             offline=mode == "offline",
-        )
+        ))
+        return loggers
 
 
 @dataclass(frozen=True)
