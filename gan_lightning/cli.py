@@ -482,6 +482,10 @@ COMMANDS: dict[str, Command] = {
                         "metrics (FID, KID, accuracy, ...) of a checkpoint or of an .npz of samples, as JSON"),
     "classifier": Command(_classifier_target(),
                           "train (once, then cached) the domain classifier the image metrics use"),
+    "sweep": Command("gan_lightning.sweep:main",
+                     "run an experiment over a grid of overrides and several seeds, offline, one run directory each"),
+    "report": Command("gan_lightning.report:main",
+                      "compare runs from their run directories: tables of final metrics and config, seed groups, curves"),
 }
 
 
@@ -498,10 +502,13 @@ def fit_main(argv: Sequence[str]) -> int:
     argv = list(argv)
     try:
         # LightningCLI reads sys.argv itself (and warns when given both), so it gets None when that is this command.
-        GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
+        cli = GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
     except ArgumentError as err:
         raise UserError(one_line(str(err))) from None
-    return 0
+    from gan_lightning.checkpointing import PREEMPTED_EXIT_CODE, was_preempted
+
+    # Stopped by a signal after checkpointing (a Preemption callback): the run did not finish.
+    return PREEMPTED_EXIT_CODE if was_preempted(cli.trainer) else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
