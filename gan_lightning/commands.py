@@ -32,7 +32,7 @@ def read_checkpoint(ckpt_path: str, trust: bool = False) -> dict:
     except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL (\S+)", str(err))
         what = f" ({found.group(1)})" if found else ""
-        if not trust and "Weights only load failed" in str(err):
+        if not trust and found:
             raise UserError(f"--ckpt_path: {ckpt_path!r} holds a pickled object{what} beyond tensors and plain values, "
                             "and loading it could run code from the file; if you trust its source, add "
                             "--trust_checkpoint") from None

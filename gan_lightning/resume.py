@@ -78,6 +78,23 @@ def check_finite(module: torch.nn.Module, step: int) -> None:
         )
 
 
+def check_same_model(current: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
+    """Refuse to resume from a checkpoint of another model (another experiment or changed networks), naming the
+    first difference, before Lightning tries to load it."""
+    missing = [k for k in current if k not in saved]
+    extra = [k for k in saved if k not in current]
+    shapes = [k for k in current if k in saved and tuple(current[k].shape) != tuple(saved[k].shape)]
+    if not (missing or extra or shapes):
+        return
+    if shapes:
+        k = shapes[0]
+        what = f"{k} has shape {tuple(saved[k].shape)} there but {tuple(current[k].shape)} here"
+    else:
+        what = f"{(missing or extra)[0]} is {'missing from the checkpoint' if missing else 'not in this model'}"
+    raise UserError(f"--ckpt_path: the checkpoint was trained with another model ({what}); resume with the config "
+                    "it was trained with (config.yaml in its run directory)")
+
+
 def _git_revision() -> Optional[str]:
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():

@@ -43,7 +43,7 @@ from gan_lightning.losses import GANLoss, LossName, get_loss
 from gan_lightning.nets.base import Discriminator, Generator
 from gan_lightning.parametrized import restore_parametrizations, strip_parametrizations
 from gan_lightning.regularizers import Context, Regularizer, Side
-from gan_lightning.resume import check_finite, gather_rng_states, provenance, set_rng_state
+from gan_lightning.resume import check_finite, check_same_model, gather_rng_states, provenance, set_rng_state
 
 D_STEPS = ("joint", "split")
 PRIORS = ("normal", "uniform")
@@ -452,6 +452,8 @@ class GAN(pl.LightningModule):
         checkpoint["provenance"] = provenance(self.trainer.default_root_dir if self._trainer is not None else None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._trainer is not None:
+            check_same_model(self.state_dict(), checkpoint.get("state_dict", {}))
         progress = checkpoint.get("progress") or {}
         self._images_seen = int(progress.get("images", 0))
         self._seconds_before = float(progress.get("seconds", 0.0))
