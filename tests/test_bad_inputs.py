@@ -60,7 +60,7 @@ CASES = [
     ("unknown_option", _fit() + " --model.foo=1", "error: unrecognized arguments: --model.foo=1"),
     ("seed_type", _fit() + " --seed_everything=abc", "error: seed_everything:"),
     ("net_choice", _fit() + " --model.generator.init_args.norm=foo", "error: model.generator.norm: expected one of"),
-    ("negative_gamma", _fit() + " --model.regularizers=[{{class_path:gan_lightning.regularizers.R1,init_args:{{gamma:-1}}}}]",
+    ("negative_gamma", _fit() + " '--model.regularizers=[{{class_path: gan_lightning.regularizers.R1, init_args: {{gamma: -1}}}}]'",
      "error: R1.gamma: must be >= 0"),
     ("relativistic_split", _fit() + " --model.loss=relativistic --model.d_step=split",
      "error: model.d_step: RelativisticLoss pairs real and fake scores"),
