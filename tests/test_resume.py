@@ -184,3 +184,16 @@ def test_no_checkpoint_is_written_from_non_finite_weights(make_trainer, tmp_path
         trainer.fit(model, ToyDataModule(num_samples=256, batch_size=16))
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_same_seed_gives_bit_identical_weights(tmp_path, monkeypatch):
+    """Two runs of one config and seed on CPU end with identical weights, buffers and optimizer states; another
+    seed does not."""
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path, "toy_ring", lambda c: c["trainer"].update(callbacks=[]))
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        _fit(config, tmp_path / name, f"--seed_everything={seed}")
+    a, b, c = (torch.load(_checkpoint_at(tmp_path / n, 2 * N), weights_only=True)["state_dict"] for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
