@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import weakref
 from typing import Any, Iterator, Literal, Optional, Union
 
 import lightning.pytorch as pl
@@ -54,13 +55,33 @@ def _no_op_closure() -> None:
     return None
 
 
+class _Parts:
+    """What ``held_fixed`` and ``spectral_norm_frozen`` toggle in a module, found once per module (the step runs
+    them several times per iteration; walking the module each time would cost more than the toggling)."""
+
+    _cache: "weakref.WeakKeyDictionary[nn.Module, _Parts]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, module: nn.Module) -> None:
+        self.params = list(module.parameters())
+        self.norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+        self.spectral = spectral_norm_modules(module)
+
+    @classmethod
+    def of(cls, module: nn.Module) -> "_Parts":
+        parts = cls._cache.get(module)
+        if parts is None:
+            parts = cls._cache[module] = cls(module)
+        return parts
+
+
 @contextlib.contextmanager
 def held_fixed(module: nn.Module) -> Iterator[None]:
     """Run ``module`` in training mode while nothing about it changes: parameters take no gradient (inputs
     still do), batch norm normalises with batch statistics but does not update its running statistics, and
     spectral norm uses its current power-iteration vectors instead of advancing them."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    parts = _Parts.of(module)
+    params = [p for p in parts.params if p.requires_grad]
+    norms = [m for m in parts.norms if m.track_running_stats]
     for p in params:
         p.requires_grad_(False)
     for m in norms:
@@ -82,7 +103,7 @@ def spectral_norm_frozen(module: nn.Module) -> Iterator[None]:
     The D phase advances them on its first D call only (one power iteration per D step): a second in-place
     update between a forward and its backward would invalidate what a compiled D saved for the backward."""
     # torch's spectral-norm parametrization advances its vectors only in training mode.
-    spectral = [m for m in spectral_norm_modules(module) if m.training]
+    spectral = [m for m in _Parts.of(module).spectral if m.training]
     for m in spectral:
         m.eval()
     try:
