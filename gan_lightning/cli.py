@@ -1,16 +1,19 @@
-"""Command line: ``python -m gan_lightning COMMAND [options]``; ``COMMANDS`` is the table of commands, and
-``python -m gan_lightning --help`` lists them.
+"""Command line: ``python -m gan_lightning COMMAND [options]``. ``COMMANDS`` is the table of commands (``fit``,
+``sample``, ``evaluate``, ``classifier``, ``sweep``, ``report``); ``--help`` lists them.
 
-``fit`` is LightningCLI (restricted to Lightning's ``fit``): ``--config experiments/<name>.yaml``, several ``--config``, ``--print_config``,
-``class_path``/``init_args`` and ``--key=value`` overrides. On top of it:
+``fit`` is LightningCLI restricted to Lightning's ``fit``: ``--config experiments/<name>.yaml``, several
+``--config``, ``--print_config``, ``class_path``/``init_args`` and ``--key=value`` overrides. On top of it:
 
 - ``--experiment NAME`` (default: the stem of the first config file) and ``--run_dir`` (default
-  ``runs/<experiment>/<time>-seed<seed>``): the run directory holds ``config.yaml``, ``checkpoints/last.ckpt``,
-  ``samples/`` and the W&B files;
+  ``<trainer.default_root_dir or runs>/<experiment>/<run id>-seed<seed>``): the run directory holds
+  ``config.yaml``, ``checkpoints/last.ckpt``, ``samples/``, ``metrics.csv`` and the W&B files;
 - ``--wandb auto|online|offline|disabled``: ``auto`` logs online when an API key is configured and offline
-  otherwise, so a run never fails for lack of an account or a network;
+  otherwise, so a run never fails for lack of an account or a network; the W&B run holds the resolved config
+  once, is grouped by experiment and tagged ``seed:<n>`` (and ``sweep:<name>`` under ``GAN_LIGHTNING_SWEEP``);
 - the networks' ``num_classes`` is linked to the data's, so it is never typed twice, and the data module's
-  ``draws_per_step`` to ``model.n_critic``, so each of the ``n_critic`` D steps gets a fresh batch.
+  ``draws_per_step`` to ``model.n_critic``, so each of the ``n_critic`` D steps gets a fresh batch;
+- a mistake (a bad value, an unknown option, a missing config file, a GPU where there is none) is one line
+  ``error: ...`` and exit code 2; a bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ import torch
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch import loggers as lightning_loggers
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -83,7 +86,7 @@ QUIET_LOGS = {
     # Lightning's advertisements ("💡 Tip: ... try installing litlogger / litmodels").
     "lightning.pytorch.utilities.rank_zero": ("💡 Tip:",),
     "lightning.fabric.utilities.rank_zero": ("💡 Tip:",),
-    # "Seed set to N": the seed is in the run directory's name, printed once at start.
+    # "Seed set to N", printed before any error: the seed is in config.yaml and in the default run directory's name.
     "lightning.fabric.utilities.seed": ("Seed set to ",),
 }
 
@@ -107,8 +110,9 @@ def check_accelerator(accelerator: Any) -> None:
     missing = (name == "cuda" and not has_cuda) or (name == "mps" and not has_mps) or \
         (name == "gpu" and not (has_cuda or has_mps))
     if missing:
-        raise UserError(f"trainer.accelerator: {accelerator!r} but this machine has no usable GPU "
-                        f"(torch.cuda.is_available() is False); use --trainer.accelerator=cpu or auto")
+        check = "torch.backends.mps.is_available()" if name == "mps" else "torch.cuda.is_available()"
+        raise UserError(f"trainer.accelerator: {accelerator!r} but this machine has no usable GPU ({check} is "
+                        "False); use --trainer.accelerator=cpu or auto")
 
 
 def config_paths(args: Sequence[str]) -> list[str]:
@@ -235,9 +239,9 @@ class WandbLogger(lightning_loggers.WandbLogger):
 
 class MetricsCSV(Logger):
     """Every logged value in ``<run_dir>/metrics.csv``, in Lightning's CSVLogger format: a ``step`` column (the
-    generator step) and one column per key, sorted, empty on rows that do not log the key; rows are written as
-    they are logged. A run continued in its own run directory (``--ckpt_path`` with the same ``--run_dir``) keeps
-    the earlier rows below the step it continues from."""
+    step Lightning logs the values at) and one column per key, sorted, empty on rows that do not log the key;
+    rows are written as they are logged. A run continued in its own run directory (``--ckpt_path`` with the same
+    ``--run_dir``) keeps the earlier rows below the step it continues from."""
 
     def __init__(self, run_dir: str) -> None:  # The run directory; the file is <run_dir>/metrics.csv.
         super().__init__()
@@ -350,7 +354,8 @@ class GANCLI(LightningCLI):
         parser.add_argument("--experiment", type=Optional[str], default=None,
                             help="Experiment name: groups runs under runs/<experiment>/ and in W&B (default: config file stem).")
         parser.add_argument("--run_dir", type=Optional[str], default=None,
-                            help="Run directory (default: runs/<experiment>/<time>-seed<seed>).")
+                            help="Run directory (default: <trainer.default_root_dir, else runs>/<experiment>/"
+                                 "<time>-seed<seed>).")
         parser.add_argument("--wandb", type=str, default="auto",
                             help="auto (online with an API key, else offline) | online | offline | disabled.")
         parser.add_argument("--wandb_project", type=str, default="gan_lightning", help="W&B project.")
