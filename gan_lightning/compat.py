@@ -4,8 +4,8 @@ Lightning does not promise to keep names that start with an underscore. The proj
 looked up here and nowhere else, so a Lightning release that renames one breaks in one place, with a message
 naming the name and the installed Lightning version (``check()`` lists every such problem at once).
 
-Also here: the keys LightningCLI writes into saved hyperparameters, and torch's spectral-norm parametrizations
-found without torch's private class name.
+Also here: the keys LightningCLI writes into saved hyperparameters, and torch's batch-norm layers and spectral-norm
+parametrizations found without torch's private class names.
 """
 
 from __future__ import annotations
@@ -105,3 +105,17 @@ def spectral_norm_modules(module: nn.Module) -> list[nn.Module]:
     in ``module.modules()`` order. Each advances its power iteration in training mode only."""
     kind = _spectral_norm_type()
     return [m for m in module.modules() if isinstance(m, kind)]
+
+
+# torch's batch-norm layers by their public classes (their common base class is private). Lazy layers become
+# BatchNormNd at their first forward.
+BATCH_NORM_TYPES: tuple[type, ...] = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+    nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d,
+)
+
+
+def batch_norm_modules(module: nn.Module) -> list[nn.Module]:
+    """The batch-norm layers inside ``module`` (every torch batch norm, subclasses included), in
+    ``module.modules()`` order."""
+    return [m for m in module.modules() if isinstance(m, BATCH_NORM_TYPES)]

@@ -133,3 +133,18 @@ def test_finding_the_spectral_norm_type_leaves_the_global_random_stream_alone():
     torch.manual_seed(5)
     assert torch.equal(torch.rand(3), after)
 
+
+
+def test_batch_norm_modules_covers_every_torch_batch_norm():
+    from torch.nn.modules.batchnorm import _BatchNorm  # only here, to check the public list is complete
+
+    public = {getattr(nn, name) for name in dir(nn) if isinstance(getattr(nn, name), type)}
+    assert {c for c in public if issubclass(c, _BatchNorm)} <= set(compat.BATCH_NORM_TYPES)
+
+    class MyNorm(nn.BatchNorm2d):
+        pass
+
+    bn1, bn2, mine = nn.BatchNorm1d(3), nn.BatchNorm2d(3, affine=False), MyNorm(2)
+    net = nn.Sequential(nn.Linear(3, 3), bn1, nn.Sequential(bn2, nn.InstanceNorm2d(3), nn.LayerNorm(3)), mine,
+                        nn.GroupNorm(1, 3))
+    assert compat.batch_norm_modules(net) == [bn1, bn2, mine]
