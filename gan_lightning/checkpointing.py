@@ -209,3 +209,24 @@ def was_preempted(trainer: pl.Trainer) -> bool:
         return True
     value = trainer.callback_metrics.get(PREEMPTED_METRIC)
     return value is not None and float(value) > 0
+
+
+class RunCheckpoint(pl.callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` (same options), whose ``save_last`` also holds at the end of training:
+    Lightning writes ``last.ckpt`` at the end only when no checkpoint was saved during the fit, so a run whose
+    ``max_steps`` is not a multiple of ``every_n_train_steps`` would end with a ``last.ckpt`` of an earlier step.
+    Here a finished run's ``last.ckpt`` is always its final step (not after a preemption, which wrote its own)."""
+
+    saved_step: int = -1  # the generator step of the newest checkpoint any callback wrote in this fit
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.saved_step = trainer.global_step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.save_last and self.dirpath and self.saved_step != trainer.global_step \
+                and not trainer.fast_dev_run and not was_preempted(trainer):
+            path = os.path.join(self.dirpath, f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            trainer.save_checkpoint(path)
+            self.last_model_path = path
+            return
+        super().on_train_end(trainer, pl_module)

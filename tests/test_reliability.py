@@ -175,7 +175,8 @@ def test_resume_hint_repeats_the_command_line_without_an_old_ckpt_path():
 def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path):
     """``python -m gan_lightning fit`` on a small toy ring with the Preemption callback: once the run has written
     its first checkpoint (step 10), SIGTERM. The process prints one line naming last.ckpt and the step N, the
-    checkpoint holds step N and loads as a GAN, and the exit code is 143 (PREEMPTED_EXIT_CODE)."""
+    checkpoint holds step N and loads as a GAN, and the exit code is 143 (PREEMPTED_EXIT_CODE). Resumed from it
+    to N + 7 steps, the run ends bit-identical to one that ran N + 7 steps without interruption."""
     from gan_lightning.commands import load_gan
 
     run_dir = tmp_path / "run"
@@ -183,6 +184,7 @@ def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path
            "--trainer.max_steps=100000", "--wandb=disabled", "--run_dir", str(run_dir),
            "--trainer.callbacks+=gan_lightning.checkpointing.Preemption", "--trainer.enable_progress_bar=false",
            "--model.generator.init_args.hidden=[32]", "--model.discriminator.init_args.hidden=[32]",
+           "--model.g_lr_scheduler=null", "--model.d_lr_scheduler=null",  # the math must not depend on max_steps
            "--checkpoint.every_n_train_steps=10"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -210,6 +212,18 @@ def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path
     model = load_gan(str(last), trust=True)
     assert same_state(model.state_dict(), ckpt["state_dict"]) == []
     assert code == PREEMPTED_EXIT_CODE == 143, f"exit code {code}"
+
+    # Resuming from the preemption checkpoint continues to the same result as a run never interrupted.
+    target = step + 7
+    base = [a for a in cmd[3:] if not a.startswith("--trainer.max_steps") and a != "--run_dir" and a != str(run_dir)]
+    for name, extra in (("resumed", ["--ckpt_path", str(last)]), ("uninterrupted", [])):
+        done = subprocess.run([*cmd[:3], *base, f"--trainer.max_steps={target}", "--run_dir", str(tmp_path / name),
+                               *extra], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    resumed, uninterrupted = (torch.load(tmp_path / n / "checkpoints" / "last.ckpt", weights_only=True)
+                              for n in ("resumed", "uninterrupted"))
+    assert resumed["global_step"] == uninterrupted["global_step"] == target
+    assert same_state(resumed["state_dict"], uninterrupted["state_dict"]) == []
 
 
 # ------------------------------------------------------------------------------------------------ pickling
