@@ -32,11 +32,10 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from gan_lightning.augment import Augment
 from gan_lightning.checks import check_choice, check_networks, check_objective, check_range
-from gan_lightning.compat import cli_hyperparameters_active, spectral_norm_modules
+from gan_lightning.compat import batch_norm_modules, cli_hyperparameters_active, spectral_norm_modules
 from gan_lightning.conditioning import Conditioning
 from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
@@ -63,7 +62,7 @@ class _Parts:
 
     def __init__(self, module: nn.Module) -> None:
         self.params = list(module.parameters())
-        self.norms = [m for m in module.modules() if isinstance(m, _BatchNorm)]
+        self.norms = batch_norm_modules(module)
         self.spectral = spectral_norm_modules(module)
 
     @classmethod
