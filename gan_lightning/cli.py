@@ -140,6 +140,35 @@ def check_config_file(path: str) -> None:
         raise UserError(f"--config: {path!r} is not valid YAML: {problem}{where}") from None
 
 
+def check_checkpoint(path: Any) -> None:
+    """``--ckpt_path`` names a checkpoint file that loads (weights only, as LightningCLI reads its
+    hyperparameters); Lightning's special values (``last``, ``best``, ``hpc``, ``registry...``) pass."""
+    if path is None or str(path) in ("last", "best", "hpc") or str(path).startswith("registry"):
+        return
+    if not os.path.isfile(path):
+        raise UserError(f"--ckpt_path: no checkpoint at {str(path)!r}; fit writes <run_dir>/checkpoints/last.ckpt")
+    try:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # mmap: reads no tensor data
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            torch.load(path, map_location="cpu", weights_only=True)  # a checkpoint in torch's legacy format
+    except Exception as err:  # noqa: BLE001 - whatever the file is, it is not a checkpoint fit can resume
+        raise UserError(f"--ckpt_path: {str(path)!r} is not a checkpoint written by fit (torch.load with "
+                        f"weights_only=True failed: {type(err).__name__})") from None
+
+
+def check_run_dir(path: str) -> None:
+    """The run directory can be created: its nearest existing ancestor is a folder this process can write."""
+    existing = Path(path).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "a folder this process cannot write" if existing.is_dir() else "a file, not a folder"
+        raise UserError(f"--run_dir: cannot create {path!r}: {str(existing)!r} is {what}; choose another --run_dir")
+
+
 def rejected_by_lightning(err: BaseException) -> bool:
     """Whether ``err`` is Lightning refusing a trainer setting (accelerator, devices, strategy, precision): raised
     by Lightning's own code while its accelerator connector checks the settings, not by a class of the project."""
@@ -344,6 +373,9 @@ class GANCLI(LightningCLI):
             for path in config_paths(given):
                 check_config_file(path)
         super().parse_arguments(parser, args)
+        # Before LightningCLI reads the checkpoint's hyperparameters (a missing or foreign file fails there).
+        cfg = self.config.get(str(self.config.get("subcommand")), self.config)
+        check_checkpoint(cfg.get("ckpt_path"))
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -383,6 +415,7 @@ class GANCLI(LightningCLI):
             # --trainer.default_root_dir is the folder that holds the experiments' runs (default runs/).
             root = cfg.trainer.get("default_root_dir") or "runs"
             cfg.run_dir = os.path.join(str(root), cfg.experiment, f"{run_id}-seed{cfg.seed_everything}")
+        check_run_dir(cfg.run_dir)
         cfg.trainer.default_root_dir = cfg.run_dir
         check_accelerator(cfg.trainer.get("accelerator"))
         if cfg.checkpoint.dirpath is None:

@@ -74,6 +74,23 @@ def test_toy_draws_per_step_multiplies_the_batch():
         ToyDataModule(num_samples=600, batch_size=100, draws_per_step=7).train_dataloader()
 
 
+def test_the_loader_continues_from_the_training_progress():
+    # A resumed run continues the order from the generator step it restarts at: the loader keeps no state of its
+    # own, and says so to Lightning (which would otherwise warn about resuming mid-epoch).
+    dm = ToyDataModule(num_samples=500, batch_size=50)
+    loader = dm.train_dataloader()
+    assert loader.state_dict() == {} and loader.load_state_dict({}) is None
+    first = [x for x, _ in loader]
+    assert len(first) == 10
+
+    class Progress:
+        global_step, world_size, global_rank = 4, 1, 0
+
+    dm.trainer = Progress()
+    resumed = [x for x, _ in dm.train_dataloader()]
+    assert len(resumed) == 6 and all(torch.equal(a, b) for a, b in zip(resumed, first[4:]))
+
+
 @pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
 def test_bad_draws_per_step_names_the_field_and_n_critic(value):
     with pytest.raises(UserError, match=r"^data\.draws_per_step: must be an integer >= 1 .*model\.n_critic"):

@@ -48,6 +48,18 @@ class InMemory(Dataset):
         return self._serve(self.data[idx]), self.labels[idx]
 
 
+class ResumableLoader(DataLoader):
+    """A DataLoader over an ``EpochSampler``: where it starts is read from the training progress, so a run resumed
+    from a checkpoint continues the order by itself and the loader has no state of its own to save. Having
+    ``state_dict``/``load_state_dict`` tells Lightning so (it warns about resuming mid-epoch otherwise)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass
+
+
 class GANDataModule(pl.LightningDataModule):
     """Base: subclasses fill ``self.train_set`` in ``setup`` and set ``data_shape`` and ``num_classes``."""
 
@@ -100,7 +112,7 @@ class GANDataModule(pl.LightningDataModule):
                 f"data.batch_size: {per_step * world} samples per step ({self.batch_size} x {self.draws_per_step} D "
                 f"steps x {world} processes) but the training set has only {len(self.train_set)}; lower batch_size"
             )
-        return DataLoader(
+        return ResumableLoader(
             self.train_set,
             batch_size=per_step,
             sampler=sampler,
