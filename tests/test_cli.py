@@ -142,6 +142,27 @@ def test_config_files_missing_or_not_yaml(tmp_path, monkeypatch, capsys):
         "line 2, column 1"]
 
 
+def test_checkpoint_and_run_directory_mistakes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "text.ckpt").write_text("not a checkpoint")
+    base = ["fit", "--config", TOY, "--wandb=disabled"]
+    cases = [
+        ([f"--ckpt_path={tmp_path / 'no.ckpt'}"],
+         f"error: --ckpt_path: no checkpoint at {str(tmp_path / 'no.ckpt')!r}; fit writes <run_dir>/checkpoints/last.ckpt"),
+        ([f"--ckpt_path={tmp_path / 'text.ckpt'}"],
+         f"error: --ckpt_path: {str(tmp_path / 'text.ckpt')!r} is not a checkpoint written by fit (torch.load with "
+         "weights_only=True failed: UnpicklingError)"),
+        ([f"--run_dir={tmp_path / 'a_file' / 'run'}"],
+         f"error: --run_dir: cannot create {str(tmp_path / 'a_file' / 'run')!r}: {str(tmp_path / 'a_file')!r} is a "
+         "file, not a folder; choose another --run_dir"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        assert capsys.readouterr().err.splitlines() == [message]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "text.ckpt"]  # no run directory was made
+
+
 def test_a_gpu_where_there_is_none_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
