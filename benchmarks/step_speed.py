@@ -1,46 +1,84 @@
 """Training-step speed: gan_lightning vs a hand-written PyTorch loop vs the usual Lightning GAN pattern.
 
-All three run the same math on the same networks and data: a class-conditional DCGAN (conditional BN in G,
-spectral-norm projection D, hinge loss, Adam, EMA of G) on the embedded MNIST subset held in memory.
+Two models, each with the same math in all three variants:
 
-- ``plain``: a hand-written PyTorch loop — one G forward per iteration, D step on detached fakes (spectral
-  norm advanced once per D step), G step through D with D's parameters frozen; no logging. The reference (1.00).
-- ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.system.GAN`` with its step logging on, progress bar
-  and checkpoints off.
-- ``lightning_usual``: the pattern of Lightning's GAN example — ``toggle_optimizer``, G step first, then a D
-  step that generates the fakes a second time.
+- ``dcgan``: the default experiment's networks (``experiments/cgan_mnist5k.yaml``): a class-conditional DCGAN
+  (conditional BN in G, spectral-norm projection D, hinge loss, Adam 2e-4, EMA of G) on the embedded MNIST
+  subset held in memory, batch 64; about 55 ms per step on one core.
+- ``toy``: ``experiments/toy_ring.yaml``'s networks (MLP G 3x256 without norm, D 3x128 linear maxout with 5
+  pieces, non-saturating loss with R1 at gamma 0.1 and its double backward, EMA 0.99, Adam 1e-3 with the linear
+  learning-rate decay over the last 40% of the steps) on the 8-mode ring, batch 100; about 12 ms per step, so
+  what the framework adds per step shows.
 
-Rounds alternate between the variants (in a rotating order); each variant's time is the median over rounds of
-the seconds per iteration after warm-up. Ratios are speeds relative to ``plain`` (higher is faster; target for gan_lightning
->= 0.95).
+Variants:
 
-    .venv/bin/python benchmarks/step_speed.py [--steps 150] [--warmup 20] [--rounds 3] [--batch 64] [--threads 1]
+- ``plain``: a hand-written PyTorch loop: one G forward per iteration, D step on detached fakes (spectral norm
+  advanced once per D step), G step through D with D's parameters frozen, EMA update, schedulers; the batches
+  come from the same data module's loader. No logging. The reference (1.00).
+- ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.system.GAN`` as ``fit`` runs it (step logging every 50
+  steps, the divergence guard), progress bar and checkpoints off.
+- ``lightning_usual``: the pattern of Lightning's GAN example: ``toggle_optimizer``, G step first, then a D step
+  that generates the fakes a second time; logs every step.
+
+Rounds alternate between the variants (in an order rotated each round). Each variant's ms/step is the median
+over rounds of the time per iteration after warm-up; ``speed vs plain`` is the median over rounds of plain's
+time divided by the variant's time in the same round (higher is faster; target for gan_lightning >= 0.95), and
+``overhead`` the median over rounds of the variant's time minus plain's, in ms per step.
+
+    .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
+from functools import partial
+from typing import Any, Callable, Iterator, Optional
 
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
 
+from gan_lightning.callbacks import DivergenceGuard
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
-from gan_lightning.data import EmbeddedMNIST
-from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator
+from gan_lightning.data import EmbeddedMNIST, ToyDataModule
+from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
+from gan_lightning.regularizers import R1
+from gan_lightning.schedules import LinearDecay
 from gan_lightning.system import GAN, held_fixed, spectral_norm_frozen
 
+from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
-def nets(seed: int = 0):
+VARIANT_NAMES = ("plain", "gan_lightning", "lightning_usual")
+# model -> (timed steps, warm-up steps, batch) by default
+DEFAULTS = {"dcgan": (150, 20, 64), "toy": (600, 50, 100)}
+TITLES = {
+    "dcgan": "class-conditional DCGAN (cgan_mnist5k networks) on embedded MNIST",
+    "toy": "toy MLP GAN with R1 (toy_ring networks) on the 8-mode ring",
+}
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def cycle(loader: Any) -> Iterator[Any]:
+    """The loader's batches, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+# ------------------------------------------------------------------------------------------------ networks
+def nets(seed: int = 0) -> tuple[DCGANGenerator, DCGANDiscriminator]:
     torch.manual_seed(seed)
     g = DCGANGenerator(latent_dim=64, ngf=32, num_classes=10, conditioning=ConditionalBatchNorm())
     d = DCGANDiscriminator(ndf=32, norm="spectral", num_classes=10, conditioning=Projection())
     return g, d
 
 
-def adam(params):
+def adam(params: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
@@ -50,58 +88,169 @@ def data(batch: int) -> EmbeddedMNIST:
     return dm
 
 
-def run_plain(steps: int, warmup: int, batch: int) -> float:
-    g, d = nets()
-    ema = nets()[0].requires_grad_(False)
-    ema.load_state_dict(g.state_dict())
-    opt_g, opt_d = adam(g.parameters()), adam(d.parameters())
-    loader = data(batch).train_dataloader()
-    it = iter(loader)
-    start = None
+TOY_LATENT, TOY_R1_GAMMA, TOY_EMA = 2, 0.1, 0.99
+
+
+def toy_nets(seed: int = 0) -> tuple[MLPGenerator, MLPDiscriminator]:
+    torch.manual_seed(seed)
+    g = MLPGenerator(out_shape=[2], latent_dim=TOY_LATENT, hidden=[256, 256, 256], norm="none")
+    d = MLPDiscriminator(in_shape=[2], hidden=[128, 128, 128], maxout_pieces=5)
+    return g, d
+
+
+def toy_adam(params: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.99))
+
+
+def toy_schedule(total_steps: int) -> Callable[[torch.optim.Optimizer], LinearDecay]:
+    return partial(LinearDecay, total_steps=total_steps, decay_start=0.6)
+
+
+def toy_data(batch: int) -> ToyDataModule:
+    dm = ToyDataModule(name="ring", batch_size=batch)
+    dm.setup("fit")
+    return dm
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    """``ema = decay * ema + (1 - decay) * net`` for the parameters; the buffers are copied."""
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), net.buffers()):
+        b_ema.copy_(b)
+
+
+def ema_copy(net: nn.Module, make: Callable[[], nn.Module]) -> nn.Module:
+    ema = make().requires_grad_(False)
+    ema.load_state_dict(net.state_dict())
+    return ema
+
+
+# ------------------------------------------------------------------------------------------------ plain loops
+AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+
+
+def plain_image_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator[tuple[Tensor, Tensor]],
+                     steps: int, warmup: int, *, make_optimizer: Callable = adam, ema_decay: float = 0.999,
+                     device: str = "cpu", precision: str = "32-true", compile_nets: bool = False) -> float:
+    """Seconds per iteration of the hand-written conditional image GAN loop (hinge loss): one G forward, a D step
+    on real and detached fakes (spectral norm advanced once), a G step through the held-fixed D, the EMA. Mixed
+    precision as Lightning runs it: the whole step under autocast, and for 16-mixed one grad scaler that
+    unscales, steps and updates after every optimizer step."""
+    dev = torch.device(device)
+    g, d, ema = g.to(dev), d.to(dev), ema.to(dev)
+    if compile_nets:
+        g.compile()
+        d.compile()
+    opt_g, opt_d = make_optimizer(g.parameters()), make_optimizer(d.parameters())
+    dtype = AUTOCAST.get(precision)
+    scaler = torch.amp.GradScaler(dev.type) if precision == "16-mixed" else None
+
+    def optimizer_step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            scaler.step(opt)
+            scaler.update()
+
+    latent, classes = g.latent_dim, g.num_classes
+    start = time.perf_counter()
     for step in range(steps + warmup):
         if step == warmup:
+            _sync()
             start = time.perf_counter()
-        try:
-            x, y = next(it)
-        except StopIteration:
-            it = iter(loader)
-            x, y = next(it)
-        z = torch.randn(len(x), 64)
-        y_fake = torch.randint(0, 10, (len(x),))
-        fake = g(z, y_fake)
-        real_logits = d(x, y)
-        with spectral_norm_frozen(d):  # one power iteration per D step, as gan_lightning does
-            fake_logits = d(fake.detach(), y_fake)
-        loss_d = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        with held_fixed(d):
-            loss_g = -d(fake, y_fake).mean()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(ema.parameters()), list(g.parameters()), 1e-3)
+        x, y = next(batches)
+        x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
+            z = torch.randn(len(x), latent, device=dev)
+            y_fake = torch.randint(0, classes, (len(x),), device=dev)
+            fake = g(z, y_fake)
+            real_logits = d(x, y)
+            with spectral_norm_frozen(d):  # one power iteration per D step, as gan_lightning does
+                fake_logits = d(fake.detach(), y_fake)
+            optimizer_step(opt_d, F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean())
+            with held_fixed(d):
+                optimizer_step(opt_g, -d(fake, y_fake).mean())
+        ema_update(ema, g, ema_decay)
+    _sync()
     return (time.perf_counter() - start) / steps
 
 
+def run_plain(steps: int, warmup: int, batch: int) -> float:
+    g, d = nets()
+    return plain_image_loop(g, d, ema_copy(g, lambda: nets()[0]), cycle(data(batch).train_dataloader()),
+                            steps, warmup)
+
+
+def plain_toy_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator[tuple[Tensor, Tensor]],
+                   steps: int, warmup: int, total_steps: int) -> float:
+    """Seconds per iteration of the hand-written toy loop: non-saturating loss, R1 on the real batch (a double
+    backward), D's parameters frozen in the G step, the EMA, the linear learning-rate decay over ``total_steps``."""
+    opt_g, opt_d = toy_adam(g.parameters()), toy_adam(d.parameters())
+    schedulers = [toy_schedule(total_steps)(opt) for opt in (opt_g, opt_d)]
+    d_params = list(d.parameters())
+    start = time.perf_counter()
+    for step in range(steps + warmup):
+        if step == warmup:
+            start = time.perf_counter()
+        x, _ = next(batches)
+        fake = g(torch.randn(len(x), TOY_LATENT))
+        real = x.detach().requires_grad_(True)
+        real_scores = d(real)
+        (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)  # R1: a double backward
+        r1 = grad.flatten(1).pow(2).sum(1).mean()
+        fake_scores = d(fake.detach())
+        loss_d = F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean() + 0.5 * TOY_R1_GAMMA * r1
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+        for p in d_params:
+            p.requires_grad_(False)
+        loss_g = F.softplus(-d(fake)).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        for p in d_params:
+            p.requires_grad_(True)
+        ema_update(ema, g, TOY_EMA)
+        for scheduler in schedulers:
+            scheduler.step()
+    return (time.perf_counter() - start) / steps
+
+
+def run_plain_toy(steps: int, warmup: int, batch: int) -> float:
+    g, d = toy_nets()
+    return plain_toy_loop(g, d, ema_copy(g, lambda: toy_nets()[0]), cycle(toy_data(batch).train_dataloader()),
+                          steps, warmup, steps + warmup)
+
+
+# ------------------------------------------------------------------------------------------------ Lightning
 class _Clock(pl.Callback):
+    """Wall time from the end of step ``warmup`` (``trainer.global_step``) to the end of training."""
+
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end = warmup, 0.0, 0.0
 
-    def on_train_batch_end(self, trainer, *args) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.global_step == self.warmup:
+            _sync()
             self.start = time.perf_counter()
 
-    def on_train_end(self, trainer, *args) -> None:
+    def on_train_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        _sync()
         self.end = time.perf_counter()
 
 
-def _trainer(steps: int, clock: _Clock) -> pl.Trainer:
-    return pl.Trainer(max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
-                      log_every_n_steps=50)
+def _trainer(steps: int, clock: _Clock, **kwargs: Any) -> pl.Trainer:
+    options: dict[str, Any] = dict(max_steps=steps, max_epochs=-1, accelerator="cpu", devices=1, logger=False,
+                                   enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                                   callbacks=[clock, DivergenceGuard()], log_every_n_steps=50)
+    options.update(kwargs)
+    return pl.Trainer(**options)
 
 
 def run_gan_lightning(steps: int, warmup: int, batch: int) -> float:
@@ -112,20 +261,29 @@ def run_gan_lightning(steps: int, warmup: int, batch: int) -> float:
     return (clock.end - clock.start) / steps
 
 
+def run_gan_lightning_toy(steps: int, warmup: int, batch: int) -> float:
+    g, d = toy_nets()
+    schedule = toy_schedule(steps + warmup)
+    model = GAN(g, d, loss="non_saturating", regularizers=[R1(gamma=TOY_R1_GAMMA)], ema_decay=TOY_EMA,
+                g_optimizer=toy_adam, d_optimizer=toy_adam, g_lr_scheduler=schedule, d_lr_scheduler=schedule)
+    clock = _Clock(warmup)
+    _trainer(steps + warmup, clock).fit(model, toy_data(batch))
+    return (clock.end - clock.start) / steps
+
+
 class UsualLightningGAN(pl.LightningModule):
-    """Lightning's GAN example pattern, with the same networks, loss and EMA."""
+    """Lightning's GAN example pattern, with the dcgan model's networks, loss and EMA."""
 
     def __init__(self) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.generator, self.discriminator = nets()
-        self.ema = nets()[0].requires_grad_(False)
-        self.ema.load_state_dict(self.generator.state_dict())
+        self.ema = ema_copy(self.generator, lambda: nets()[0])
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Any:
         return [adam(self.generator.parameters()), adam(self.discriminator.parameters())]
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: Any, batch_idx: int) -> None:
         x, y = batch
         opt_g, opt_d = self.optimizers()
         z = torch.randn(len(x), 64)
@@ -144,9 +302,49 @@ class UsualLightningGAN(pl.LightningModule):
         opt_d.step()
         opt_d.zero_grad()
         self.untoggle_optimizer(opt_d)
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.generator.parameters()), 1e-3)
+        ema_update(self.ema, self.generator, 0.999)
         self.log_dict({"g_loss": g_loss.detach(), "d_loss": d_loss.detach()})
+
+
+class UsualLightningToyGAN(pl.LightningModule):
+    """Lightning's GAN example pattern, with the toy model's networks, loss, R1, EMA and schedules."""
+
+    def __init__(self, total_steps: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.generator, self.discriminator = toy_nets()
+        self.ema = ema_copy(self.generator, lambda: toy_nets()[0])
+        self.total_steps = total_steps
+
+    def configure_optimizers(self) -> Any:
+        optimizers = [toy_adam(self.generator.parameters()), toy_adam(self.discriminator.parameters())]
+        return optimizers, [toy_schedule(self.total_steps)(opt) for opt in optimizers]
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        x, _ = batch
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(len(x), TOY_LATENT)
+        self.toggle_optimizer(opt_g)
+        g_loss = F.softplus(-self.discriminator(self.generator(z))).mean()
+        self.manual_backward(g_loss)
+        opt_g.step()
+        opt_g.zero_grad()
+        self.untoggle_optimizer(opt_g)
+        self.toggle_optimizer(opt_d)
+        real = x.detach().requires_grad_(True)
+        real_scores = self.discriminator(real)
+        (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)
+        r1 = grad.flatten(1).pow(2).sum(1).mean()
+        fake_scores = self.discriminator(self.generator(z).detach())
+        d_loss = F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean() + 0.5 * TOY_R1_GAMMA * r1
+        self.manual_backward(d_loss)
+        opt_d.step()
+        opt_d.zero_grad()
+        self.untoggle_optimizer(opt_d)
+        ema_update(self.ema, self.generator, TOY_EMA)
+        for scheduler in self.lr_schedulers():
+            scheduler.step()
+        self.log_dict({"g_loss": g_loss.detach(), "d_loss": d_loss.detach(), "r1": r1.detach()})
 
 
 def run_lightning_usual(steps: int, warmup: int, batch: int) -> float:
@@ -155,32 +353,69 @@ def run_lightning_usual(steps: int, warmup: int, batch: int) -> float:
     return (clock.end - clock.start) / steps
 
 
-VARIANTS = {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_usual": run_lightning_usual}
+def run_lightning_usual_toy(steps: int, warmup: int, batch: int) -> float:
+    clock = _Clock(2 * warmup)
+    _trainer(2 * (steps + warmup), clock).fit(UsualLightningToyGAN(steps + warmup), toy_data(batch))
+    return (clock.end - clock.start) / steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a busy CPU)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    times: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    names = list(VARIANTS)
-    for r in range(args.rounds):
-        # Rotate the order each round, so that no variant always runs first or after the same one.
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(VARIANTS[name](args.steps, args.warmup, args.batch))
-    ref = statistics.median(times["plain"])
-    print(f"\nstep speed: class-conditional DCGAN on embedded MNIST, batch {args.batch}, {args.steps} timed "
-          f"iterations after {args.warmup} warm-up, {args.rounds} rounds, {args.threads} thread(s)\n")
-    print("| variant | ms / iteration (median) | speed vs plain |")
-    print("| --- | --- | --- |")
+VARIANTS: dict[str, dict[str, Callable[[int, int, int], float]]] = {
+    "dcgan": {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_usual": run_lightning_usual},
+    "toy": {"plain": run_plain_toy, "gan_lightning": run_gan_lightning_toy, "lightning_usual": run_lightning_usual_toy},
+}
+
+
+# ------------------------------------------------------------------------------------------------ measuring
+def measure(model: str, steps: Optional[int] = None, warmup: Optional[int] = None, rounds: int = 5,
+            batch: Optional[int] = None) -> dict[str, Any]:
+    """Seconds per iteration of every variant in every round (``times[variant][round]``), with the settings."""
+    d_steps, d_warmup, d_batch = DEFAULTS[model]
+    steps, warmup, batch = steps or d_steps, d_warmup if warmup is None else warmup, batch or d_batch
+    variants = VARIANTS[model]
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for order in rotations(list(variants), rounds):
+        for name in order:
+            times[name].append(variants[name](steps, warmup, batch))
+    return {"model": model, "steps": steps, "warmup": warmup, "rounds": rounds, "batch": batch, "times": times}
+
+
+def summary(result: dict[str, Any]) -> list[dict[str, float]]:
+    """Per variant: median ms/step, median per-round speed vs plain and overhead over plain in ms/step."""
+    times = result["times"]
+    plain = times["plain"]
+    rows = []
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"| {name} | {1000 * med:.1f} | {ref / med:.3f}x |")
+        rows.append({
+            "variant": name,
+            "ms": 1000 * median(values),
+            "speed": median([p / v for p, v in zip(plain, values)]),
+            "overhead_ms": 1000 * median([v - p for p, v in zip(plain, values)]),
+        })
+    return rows
+
+
+def markdown(result: dict[str, Any], threads: int) -> str:
+    head = (f"{TITLES[result['model']]}, batch {result['batch']}, {result['steps']} timed iterations after "
+            f"{result['warmup']} warm-up, alternating rounds: {result['rounds']}, threads: {threads}")
+    rows = [(r["variant"], f"{r['ms']:.2f}", f"{r['speed']:.3f}x",
+             "—" if r["variant"] == "plain" else f"{r['overhead_ms']:+.2f}") for r in summary(result)]
+    return head + "\n\n" + table(["variant", "ms / step (median)", "speed vs plain (median ratio)",
+                                  "overhead vs plain (ms / step, median)"], rows)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--steps", type=int, default=None, help="timed iterations (default: dcgan 150, toy 600)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: dcgan 20, toy 50)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: dcgan 64, toy 100)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a busy CPU)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for model in args.model:
+        result = measure(model, args.steps, args.warmup, args.rounds, args.batch)
+        print("\nstep speed: " + markdown(result, args.threads) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,220 @@
+"""The benchmarks: ``benchmarks/run.py --quick`` writes a complete report with its plots, the hand-written loops
+of the step-speed comparison do exactly what ``fit`` does, the GPU command refuses a machine without CUDA in one
+line, and the pieces that turn logs into tables compute what they say. No timings are asserted."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+NUMBER = r"[-+]?\d[\d,]*\.?\d*"
+
+
+def _table_rows(text: str, header_start: str) -> list[list[str]]:
+    """The body rows of every markdown table whose header starts with ``header_start``."""
+    rows, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(header_start):
+            for body in lines[i + 2:]:
+                if not body.startswith("|"):
+                    break
+                rows.append([c.strip() for c in body.strip().strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.slow
+def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classifier_cache):
+    from PIL import Image
+
+    from bench_common import GPU_BEGIN, GPU_END
+
+    out = tmp_path / "BENCHMARKS.md"
+    # A GPU section written earlier by benchmarks/gpu.py survives the CPU report.
+    out.write_text(f"# old\n\n{GPU_BEGIN}\n## GPU\n\nsentinel 1,234 img/s\n{GPU_END}\n")
+    proc = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--out", str(out), "--results",
+                           str(tmp_path / "plots")], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text()
+
+    # Machine, command, date.
+    for field in ("**CPU**", "**threads used**", "**software**", "**command**", "**date**"):
+        assert field in text
+    assert "benchmarks/run.py --quick" in text and "torch " in text
+    assert re.search(r"\*\*date\*\*: \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
+    for title in ("## Training-step speed (CPU)", "## Start-up", "## Time to quality", "## GPU"):
+        assert text.count(title) == 1, title
+    assert "# old" not in text and text.count(GPU_BEGIN) == 1 and "sentinel 1,234 img/s" in text
+
+    # Step speed: both models, three variants each, numeric times, ratios and overheads.
+    rows = _table_rows(text, "| variant |")
+    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_usual"] * 2
+    for variant, ms, speed, overhead in rows:
+        assert float(ms) > 0
+        assert re.fullmatch(r"\d+\.\d{3}x", speed)
+        assert float(speed[:-1]) > 0
+        assert overhead == "—" if variant == "plain" else re.fullmatch(NUMBER, overhead)
+    assert [r[2] for r in rows[::3]] == ["1.000x", "1.000x"]
+    assert "cgan_mnist5k networks" in text and "toy_ring networks" in text
+
+    # Start-up: import, first step, whole command.
+    rows = _table_rows(text, "| command |")
+    assert len(rows) == 3 and all(float(r[2].split()[0]) > 0 for r in rows)
+    assert "import gan_lightning" in rows[0][0] and "toy_ring.yaml --trainer.max_steps=1 --wandb=disabled" in rows[1][0]
+
+    # Time to quality: one row per evaluation (every 20 of 40 toy steps, every 10 of 20 cgan steps).
+    toy = _table_rows(text, "| step | training s | modes |")
+    cgan = _table_rows(text, "| step | training s | fid |")
+    assert [r[0] for r in toy] == ["20", "40"] and [r[0] for r in cgan] == ["10", "20"]
+    for step, seconds, *values in toy + cgan:
+        assert float(seconds) > 0 and all(re.fullmatch(NUMBER + "%?", v) for v in values)
+    assert all(0 <= float(r[2]) <= 25 and 0 <= float(r[3].rstrip("%")) <= 100 for r in toy)
+    share = _table_rows(text, "| experiment | callback |")
+    assert [r[:3] for r in share] == [["toy_grid", "ToyMetrics", "20"], ["cgan_mnist5k", "ImageMetrics", "10"]]
+    for row in share:
+        assert row[3] == "3"  # two on the cadence (the last at the final step) and the final evaluation
+        assert 0 < float(row[7].rstrip("%")) <= 100
+
+    # Plots: linked, existing, decodable PNGs.
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(links) == 2
+    for link in links:
+        path = out.parent / link
+        assert path.is_file() and path.parent == tmp_path / "plots"
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            image.load()
+            assert image.size[0] > 100 and image.size[1] > 100
+
+
+def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("model", ["toy", "dcgan"])
+def test_hand_written_loops_reach_the_weights_fit_reaches(model):
+    """The step-speed reference loop does exactly gan_lightning's math: from the same seed, three steps give the
+    same G, D and EMA weights bit for bit."""
+    import step_speed as S
+    from gan_lightning.regularizers import R1
+    from gan_lightning.system import GAN
+
+    steps = 3
+    if model == "toy":
+        g, d = S.toy_nets()
+        ema = S.ema_copy(g, lambda: S.toy_nets()[0])
+        torch.manual_seed(5)
+        S.plain_toy_loop(g, d, ema, S.cycle(S.toy_data(100).train_dataloader()), steps, 0, total_steps=4)
+        g2, d2 = S.toy_nets()
+        schedule = S.toy_schedule(4)
+        fitted = GAN(g2, d2, loss="non_saturating", regularizers=[R1(gamma=S.TOY_R1_GAMMA)], ema_decay=S.TOY_EMA,
+                     g_optimizer=S.toy_adam, d_optimizer=S.toy_adam, g_lr_scheduler=schedule, d_lr_scheduler=schedule)
+        datamodule = S.toy_data(100)
+    else:
+        g, d = S.nets()
+        ema = S.ema_copy(g, lambda: S.nets()[0])
+        torch.manual_seed(5)
+        S.plain_image_loop(g, d, ema, S.cycle(S.data(64).train_dataloader()), steps, 0)
+        g2, d2 = S.nets()
+        fitted = GAN(g2, d2, loss="hinge", ema_decay=0.999, g_optimizer=S.adam, d_optimizer=S.adam)
+        datamodule = S.data(64)
+    initial = S.toy_nets()[0] if model == "toy" else S.nets()[0]
+    torch.manual_seed(5)
+    S._trainer(steps, S._Clock(0)).fit(fitted, datamodule)
+    assert _max_difference(g, initial) > 1e-4  # they trained
+    assert _max_difference(g, fitted.generator) == 0.0
+    assert _max_difference(d, fitted.discriminator) == 0.0
+    assert _max_difference(ema, fitted.generator_ema) == 0.0
+
+
+def test_gpu_command_without_cuda_fails_with_one_line(monkeypatch, capsys, tmp_path):
+    import gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "BENCHMARKS.md"
+    assert gpu.main(["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and "CUDA" in err
+    assert not out.exists()
+
+
+def test_gpu_section_is_replaced_and_the_rest_kept():
+    from bench_common import GPU_BEGIN, GPU_END, gpu_section, with_gpu_section
+
+    first = f"{GPU_BEGIN}\n## GPU\nfirst\n{GPU_END}"
+    second = f"{GPU_BEGIN}\n## GPU\nsecond\n{GPU_END}"
+    report = with_gpu_section("# Benchmarks\n\n## Start-up\n\ntable\n", first)
+    assert report.startswith("# Benchmarks\n\n## Start-up\n\ntable\n") and gpu_section(report) == first
+    again = with_gpu_section(report + "\ntrailing\n", second)
+    assert gpu_section(again) == second and "first" not in again
+    assert again.startswith("# Benchmarks\n\n## Start-up\n\ntable\n") and again.endswith("\ntrailing\n")
+    assert again.count(GPU_BEGIN) == again.count(GPU_END) == 1
+
+
+def test_precision_throughput_cpu_path_fills_every_cell(capsys):
+    import precision_throughput
+
+    rc = precision_throughput.main(["--accelerator", "cpu", "--arch", "dcgan", "resnet", "--batch", "4",
+                                    "--precision", "fp32", "bf16-mixed", "16-mixed", "--steps", "2", "--warmup", "1",
+                                    "--rounds", "1", "--width", "4", "--threads", "1"])
+    assert rc == 0
+    rows = _table_rows(capsys.readouterr().out, "| network |")
+    assert [(r[0].split()[0], r[2]) for r in rows] == [(a, p) for a in ("conditional", "SNGAN")
+                                                       for p in ("fp32", "bf16-mixed", "16-mixed")]
+    for row in rows:
+        assert float(row[3].replace(",", "")) > 0 and float(row[4].replace(",", "")) > 0
+        assert re.fullmatch(r"\d+\.\d{3}x", row[5]) and re.fullmatch(r"\d+\.\d{2}x", row[6])
+    assert [r[6] for r in rows[::3]] == ["1.00x", "1.00x"]
+
+
+def test_metrics_log_becomes_points_at_the_evaluation_times(tmp_path):
+    import time_to_quality as T
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,progress/seconds,step,val/modes,val/high_quality\n"
+                   "0,1.0,9,,\n,,10,3,50.0\n0,2.0,19,,\n0,3.0,29,,\n,,30,5,80.0\n,,30,6,82.5\n")
+    series = T.read_metrics_csv(log)
+    assert series["progress/seconds"][0].tolist() == [9, 19, 29]
+    exp = T.EXPERIMENTS["toy_grid"]
+    # Without evaluation times: progress/seconds interpolated at the step; a step logged twice keeps its last value.
+    points = T.curve_points(series, exp.metrics, [])
+    assert [(p["step"], p["seconds"], p["val/modes"], p["val/high_quality"]) for p in points] == [
+        (10, pytest.approx(1.1), 3, 50.0), (30, 3.0, 6, 82.5)]
+    # With them: when the (last) evaluation at the step started.
+    evaluations = [{"step": 10, "start": 1.25, "seconds": 0.1}, {"step": 30, "start": 3.5, "seconds": 0.2},
+                   {"step": 30, "start": 3.75, "seconds": 0.3}]
+    assert [p["seconds"] for p in T.curve_points(series, exp.metrics, evaluations)] == [1.25, 3.75]
+
+
+def test_metric_share_and_its_projection_to_the_experiments_cadence():
+    import time_to_quality as T
+
+    timing = {"fit_seconds": 100.0, "metric_seconds": 20.0,
+              "evaluations": [{"step": s, "start": 0.0, "seconds": 4.0} for s in (1000, 2000, 3000, 4000, 4000)]}
+    result = T.RunResult(T.EXPERIMENTS["cgan_mnist5k"], "cmd", steps=4000, every=1000, committed_every=2000,
+                         wall_seconds=120.0, first_step_seconds=10.0, timing=timing)
+    share = T.share(result)
+    assert share["evaluations"] == 5 and share["per_eval"] == 4.0 and share["share"] == 0.2
+    # At every 2000 steps: evaluations at 2000 and 4000 and the final one, 12 s beside 80 s of training.
+    assert share["committed_count"] == 3
+    assert share["projected_share"] == pytest.approx(12.0 / 92.0)
+    assert T.reached("cgan_mnist5k", {"val/accuracy": 0.95}) and not T.reached("cgan_mnist5k", {"val/accuracy": 0.94})
+    assert T.reached("toy_grid", {"val/modes": 24, "val/high_quality": 90.0})
+    assert not T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 89.9})
+
+
+def test_first_step_time_is_found_beside_a_progress_bar():
+    from bench_callbacks import first_step_time
+
+    assert first_step_time("Epoch 0:   0%|  | 0/1 [00:00<?]first training step at 1795438872.143415\nbye") == \
+        pytest.approx(1795438872.143415)
+    assert first_step_time("no clock here") is None
