@@ -48,10 +48,10 @@ classifier: $(STAMP)  ## Train the cached domain classifier for metrics: make cl
 	$(PY) -m gan_lightning classifier $(or $(ARGS),--data MNIST --root ../shared/data)
 
 sweep: $(STAMP)  ## Sweep offline: make sweep EXP=toy_ring SEEDS="0 1 2" GRID="model.n_critic=1,2" [SWEEP=experiments/sweeps/x.yaml PARALLEL=2] ARGS="--trainer.max_steps=2000".
-	$(PY) -m gan_lightning.sweep $(if $(SWEEP),--sweep_file $(SWEEP),--config experiments/$(EXP).yaml) $(if $(filter-out file,$(origin SEEDS)),--seeds $(SEEDS),$(if $(SWEEP),,--seeds $(SEEDS))) $(foreach g,$(GRID),--grid $(g)) --parallel $(PARALLEL) $(ARGS)
+	$(PY) -m gan_lightning sweep $(if $(SWEEP),--sweep_file $(SWEEP),--config experiments/$(EXP).yaml) $(if $(filter-out file,$(origin SEEDS)),--seeds $(SEEDS),$(if $(SWEEP),,--seeds $(SEEDS))) $(foreach g,$(GRID),--grid $(g)) --parallel $(PARALLEL) $(ARGS)
 
 report: $(STAMP)  ## Compare runs (tables, curves): make report RUNS="runs/toy_ring runs/toy_ring/sweep-x ..." (or EXP=name) [OUT=reports/x].
-	$(PY) -m gan_lightning.report $(RUNS) $(if $(filter-out file,$(origin OUT)),--out $(OUT)) $(ARGS)
+	$(PY) -m gan_lightning report $(RUNS) $(if $(filter-out file,$(origin OUT)),--out $(OUT)) $(ARGS)
 
 bench: $(STAMP)  ## Benchmarks, reported as side-by-side ratios (benchmarks/).
 	$(PY) benchmarks/run.py $(ARGS)

@@ -65,11 +65,18 @@ class Series:
         return self.data.get(key)
 
     def seconds_at(self, steps: np.ndarray) -> Optional[np.ndarray]:
-        """Wall seconds at the given steps, interpolated between the rows that logged ``progress/seconds``."""
+        """Wall seconds at the given steps, interpolated between the rows that logged ``progress/seconds`` and
+        extrapolated past them at the rate of the last (first) two."""
         known = self.data.get(SECONDS)
         if known is None or len(known[0]) == 0:
             return None
-        return np.interp(steps, known[0], known[1])
+        s, t = known
+        out = np.interp(steps, s, t)
+        if len(s) > 1:
+            after, before = steps > s[-1], steps < s[0]
+            out[after] = t[-1] + (steps[after] - s[-1]) * (t[-1] - t[-2]) / (s[-1] - s[-2])
+            out[before] = t[0] - (s[0] - steps[before]) * (t[1] - t[0]) / (s[1] - s[0])
+        return np.maximum(out, 0.0)
 
 
 @dataclass
@@ -227,14 +234,15 @@ def read_run(path: Path, notes: list[str]) -> RunInfo:
 # ---------------------------------------------------------------------------------------------------- tables
 
 _MISSING = object()
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _text(value: Any) -> str:
     """A config value as table text (YAML-like flow style); empty where the run does not have the key."""
     if value is _MISSING:
         return ""
-    if isinstance(value, str):
-        return value
+    if isinstance(value, str):  # an object's repr differs by its memory address only: not a config difference
+        return _ADDRESS.sub("", value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_text(v) for v in value) + "]"
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
@@ -319,7 +327,12 @@ def _aggregate(members: list[RunInfo], key: str, time_axis: bool
                ) -> Optional[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """x, mean and standard deviation of ``key`` over the runs, on the union of their logged steps (each run
     interpolated inside its own logged range); x is the step or the mean wall time at that step."""
-    series = [(r.series, r.series.get(key)) for r in members if r.series is not None and r.series.get(key) is not None]
+    series = []
+    for run in members:
+        found = run.series.get(key) if run.series is not None else None
+        if found is not None and np.isfinite(found[1]).any():  # NaN/inf points (a diverged run) are left out
+            finite = np.isfinite(found[1])
+            series.append((run.series, (found[0][finite], found[1][finite])))
     if time_axis:
         series = [(s, kv) for s, kv in series if s.seconds_at(kv[0]) is not None]
     if not series:
