@@ -182,7 +182,7 @@ class Preemption(pl.Callback):
 
     def _stop(self, trainer: pl.Trainer, signum: int) -> None:
         path = os.path.join(checkpoint_dir(trainer), "last.ckpt")
-        trainer.save_checkpoint(path)  # every process takes part; process 0 writes
+        trainer.save_checkpoint(path, weights_only=False)  # every process takes part; process 0 writes
         self.preempted, self.signum, self.path = True, signum, path
         trainer.callback_metrics[PREEMPTED_METRIC] = torch.tensor(float(signum))
         if trainer.is_global_zero:
@@ -226,7 +226,7 @@ class RunCheckpoint(pl.callbacks.ModelCheckpoint):
         if self.save_last and self.dirpath and self.saved_step != trainer.global_step \
                 and not trainer.fast_dev_run and not was_preempted(trainer):
             path = os.path.join(self.dirpath, f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)
             self.last_model_path = path
             return
         super().on_train_end(trainer, pl_module)

@@ -36,16 +36,19 @@ from typing import Any, Optional, Sequence
 
 import torch
 import yaml
+from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch import loggers as lightning_loggers
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from gan_lightning.callbacks import DivergenceGuard
+from gan_lightning.checkpointing import AtomicCheckpointIO, Preemption, RunCheckpoint
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import UserError
+from gan_lightning.resume import redact, redact_dict
 from gan_lightning.system import GAN
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -247,10 +250,18 @@ class RunConfig(SaveConfigCallback):
     the YAML (the only config the W&B run holds: ``WandbLogger.log_hyperparams`` adds nothing)."""
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        # No secret lands in a saved or logged config: values of keys naming one (api_key, token, ...) are redacted.
+        path = os.path.join(trainer.log_dir or trainer.default_root_dir, self.config_filename)
+        if trainer.is_global_zero and os.path.isfile(path):
+            with open(path) as f:
+                text = f.read()
+            if redact(text) != text:
+                with open(path, "w") as f:
+                    f.write(redact(text))
         for logger in trainer.loggers:
             if isinstance(logger, lightning_loggers.WandbLogger):
                 config = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
-                logger.experiment.config.update(config, allow_val_change=True)
+                logger.experiment.config.update(redact_dict(config), allow_val_change=True)
 
 
 class WandbLogger(lightning_loggers.WandbLogger):
@@ -351,7 +362,11 @@ class GANCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"prog": "python -m gan_lightning", "exit_on_error": False,
                                             "fit": {"exit_on_error": False}})
         kwargs.setdefault(
-            "trainer_defaults", {"log_every_n_steps": 50, "max_epochs": -1, "callbacks": [DivergenceGuard()]}
+            "trainer_defaults", {
+                "log_every_n_steps": 50, "max_epochs": -1,
+                # a NaN loss stops the run; SIGTERM/SIGUSR1 checkpoint the current step and stop (exit code 143)
+                "callbacks": [DivergenceGuard(), Preemption()],
+            }
         )
         super().__init__(
             GAN,
@@ -391,7 +406,7 @@ class GANCLI(LightningCLI):
         parser.add_argument("--wandb", type=str, default="auto",
                             help="auto (online with an API key, else offline) | online | offline | disabled.")
         parser.add_argument("--wandb_project", type=str, default="gan_lightning", help="W&B project.")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.save_last": True,
             "checkpoint.save_top_k": 0,
@@ -454,6 +469,12 @@ class GANCLI(LightningCLI):
         if trainer_init.get("enable_progress_bar") is False and trainer_init.get("callbacks"):
             # --trainer.enable_progress_bar=false wins over a progress bar an experiment configures.
             trainer_init.callbacks = [c for c in trainer_init.callbacks if not isinstance(c, ProgressBar)]
+        plugins = trainer_init.get("plugins") if self.subcommand else None
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            # Checkpoints are written atomically: a kill during a save never leaves a truncated file. (Added here,
+            # not as a config default, so that config.yaml stays a plain, re-usable config.)
+            kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         try:
             return super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError) as err:

@@ -83,7 +83,8 @@ def check_same_model(current: dict[str, torch.Tensor], saved: dict[str, torch.Te
     first difference, before Lightning tries to load it."""
     missing = [k for k in current if k not in saved]
     extra = [k for k in saved if k not in current]
-    shapes = [k for k in current if k in saved and tuple(current[k].shape) != tuple(saved[k].shape)]
+    shapes = [k for k in current if k in saved and torch.is_tensor(current[k]) and torch.is_tensor(saved[k])
+              and tuple(current[k].shape) != tuple(saved[k].shape)]
     if not (missing or extra or shapes):
         return
     if shapes:
@@ -129,6 +130,16 @@ def provenance(run_dir: Optional[str]) -> dict[str, Any]:
 
 
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+
+
+def redact_dict(config: Any) -> Any:
+    """A nested config (dicts and lists) with the value of every key that names a secret replaced."""
+    if isinstance(config, dict):
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) and v not in (None, "") else redact_dict(v))
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [redact_dict(v) for v in config]
+    return config
 
 
 def redact(config_text: str) -> str:

@@ -61,7 +61,9 @@ def assert_same_state(a: Path, b: Path) -> None:
     ca, cb = torch.load(a, weights_only=False), torch.load(b, weights_only=False)
     assert ca["global_step"] == cb["global_step"] == 2 * N
     assert ca["state_dict"].keys() == cb["state_dict"].keys()
-    differ = [k for k in ca["state_dict"] if not torch.equal(ca["state_dict"][k], cb["state_dict"][k])]
+    differ = [k for k in ca["state_dict"] if not (torch.equal(ca["state_dict"][k], cb["state_dict"][k])
+                                                  if torch.is_tensor(ca["state_dict"][k])
+                                                  else ca["state_dict"][k] == cb["state_dict"][k])]
     assert differ == [], f"{len(differ)} of {len(ca['state_dict'])} tensors differ, first {differ[:3]}"
     for sa, sb in zip(ca["optimizer_states"], cb["optimizer_states"]):
         for pid, state in sa["state"].items():
