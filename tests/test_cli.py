@@ -329,3 +329,23 @@ def test_an_offline_run_is_quiet_and_gives_wandb_the_config_once(tmp_path):
     assert config["model"]["n_critic"] == 1 and config["model"]["generator"]["class_path"] == "gan_lightning.nets.MLPGenerator"
     last = [r for r in rows if r["train/g_loss"]][-1]
     assert summary["summary"]["train/g_loss"] == pytest.approx(float(last["train/g_loss"]))
+
+
+@pytest.mark.slow
+def test_secrets_never_reach_a_saved_or_logged_config(tmp_path):
+    """A config value under a key that names a secret (api_key) is redacted in config.yaml, in the checkpoint's
+    provenance and in the W&B run's config; the rest of the config is kept."""
+    run_dir = tmp_path / "run"
+    out = run_cli(tmp_path, "fit", "--config", TOY, "--wandb=offline", f"--run_dir={run_dir}", "--trainer.max_steps=2",
+                  "--trainer.callbacks+=user_extensions.Notifier", "--trainer.callbacks.init_args.api_key=SECRET-123",
+                  PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}")
+    assert out.returncode == 0, out.stderr
+    saved = (run_dir / "config.yaml").read_text()
+    assert "SECRET-123" not in saved and "api_key: <redacted>" in saved and "channel: gans" in saved
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "SECRET-123" not in ckpt["provenance"]["config"] and "SECRET-123" not in repr(ckpt["hyper_parameters"])
+    (wandb_run,) = list((run_dir / "wandb").glob("offline-run-*"))
+    read = subprocess.run([str(WANDB), "leet", "inspect", "--summary", "--json", str(wandb_run)], capture_output=True,
+                          text=True, timeout=120, env=scrubbed_env(tmp_path))
+    assert read.returncode == 0, read.stderr
+    assert "SECRET-123" not in read.stdout and "<redacted>" in read.stdout

@@ -117,3 +117,10 @@ class TinyDiscriminator(Discriminator):
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+
+class Notifier(__import__("lightning").pytorch.Callback):
+    """A callback that takes a secret (say, a chat service's API key): it must never be written or logged."""
+
+    def __init__(self, api_key: str = "", channel: str = "gans") -> None:
+        self.api_key, self.channel = api_key, channel
