@@ -14,12 +14,15 @@ GRID   ?=
 SWEEP  ?=
 PARALLEL ?= 1
 RUNS   ?= runs/$(EXP)
+ROWS   ?= 8
+K      ?= 10
+PNG_DIR ?= runs/$(EXP)/pngs
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sample evaluate classifier sweep report bench clean
+.PHONY: help install train test sample interpolate pngs evaluate classifier sweep report bench clean
 
 help:  ## List the targets.
-	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or pass PYTHON=/path/to/python3.11"; exit 1; }
@@ -39,6 +42,14 @@ test: $(STAMP)  ## Run the test suite (CPU, no network).
 sample: $(STAMP)  ## Draw samples: make sample EXP=<name> [CKPT=path] NUM=1000 OUT=file.npz ARGS="--grid g.png".
 	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
 	$(PY) -m gan_lightning sample --ckpt_path $(CKPT) --num $(NUM) --out $(OUT) $(ARGS)
+
+interpolate: $(STAMP)  ## Slerp rows between seeded samples: make interpolate EXP=<name> [CKPT=path] ROWS=8 K=10 ARGS="--truncation 0.7".
+	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
+	$(PY) -m gan_lightning sample --ckpt_path $(CKPT) --num $(ROWS) --interpolate $(K) --out runs/$(EXP)/interpolate.npz --grid runs/$(EXP)/interpolate.png --grid_rows $(ROWS) $(ARGS)
+
+pngs: $(STAMP)  ## One PNG per sample (and labels.csv) for FID tools: make pngs EXP=<name> [CKPT=path] NUM=10000 [PNG_DIR=dir].
+	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
+	$(PY) -m gan_lightning sample --ckpt_path $(CKPT) --num $(NUM) --png_dir $(PNG_DIR) $(ARGS)
 
 evaluate: $(STAMP)  ## Metrics of a run as JSON: make evaluate EXP=<name> [CKPT=path] ARGS="--num 10000 --devices 2".
 	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
