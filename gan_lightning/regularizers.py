@@ -62,6 +62,7 @@ class Regularizer:
     needs_real_grad: bool = False  # D's real input must require grad (input-gradient penalties on real samples)
     needs_fake_grad: bool = False  # ... and its fake input (input-gradient penalties on generated samples)
     needs_class_head: bool = False  # D must return class logits (an auxiliary classifier)
+    double_backward: bool = False   # differentiates D's input gradient (D then stays uncompiled with model.compile)
 
     def d_real(self, ctx: Context) -> Optional[Tensor]:
         return None
@@ -116,6 +117,7 @@ class R1(Regularizer):
     unweighted mean squared gradient norm as ``train/r1``."""
 
     needs_real_grad = True
+    double_backward = True
 
     def __init__(
         self,
@@ -134,6 +136,7 @@ class R2(Regularizer):
     pairs R1 and R2 with the relativistic loss. Logs ``train/r2``."""
 
     needs_fake_grad = True
+    double_backward = True
 
     def __init__(
         self,
@@ -150,6 +153,8 @@ class R2(Regularizer):
 class GradientPenalty(Regularizer):
     """WGAN-GP (Gulrajani et al. 2017): ``weight * E[(||grad D(x_hat)|| - 1)^2]`` on random interpolates of the
     real and generated batch, in D's loss (computed in the real step). Logs ``train/gp``."""
+
+    double_backward = True
 
     def __init__(
         self,

@@ -261,7 +261,7 @@ class GAN(pl.LightningModule):
         if self.compile_mode != "none" and not getattr(self, "_compiled", False):
             # In place (nn.Module.compile): parameter names and checkpoints stay those of the plain networks.
             nets = [self.generator, self.discriminator]
-            if self._real_grad or self._fake_grad or any(type(r).__name__ == "GradientPenalty" for r in self.regularizers):
+            if any(r.double_backward for r in self.regularizers):
                 # Input-gradient penalties differentiate D's gradient again; compiled graphs have no double backward.
                 rank_zero_warn("model.compile: the discriminator stays uncompiled with input-gradient penalties "
                                "(torch.compile has no double backward); the generator is compiled")
