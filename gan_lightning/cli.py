@@ -251,7 +251,8 @@ class RunConfig(SaveConfigCallback):
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         # No secret lands in a saved or logged config: values of keys naming one (api_key, token, ...) are redacted.
-        path = os.path.join(trainer.log_dir or trainer.default_root_dir, self.config_filename)
+        # (not trainer.log_dir: it broadcasts, and this runs on process 0 only)
+        path = os.path.join(trainer.default_root_dir, self.config_filename)
         if trainer.is_global_zero and os.path.isfile(path):
             with open(path) as f:
                 text = f.read()
