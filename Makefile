@@ -19,7 +19,7 @@ K      ?= 10
 PNG_DIR ?= runs/$(EXP)/pngs
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sample interpolate pngs evaluate classifier sweep report bench clean
+.PHONY: help install train test sample interpolate pngs evaluate classifier sweep report bench bench-gpu clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -64,8 +64,11 @@ sweep: $(STAMP)  ## Sweep offline: make sweep EXP=toy_ring SEEDS="0 1 2" GRID="m
 report: $(STAMP)  ## Compare runs (tables, curves): make report RUNS="runs/toy_ring runs/toy_ring/sweep-x ..." (or EXP=name) [OUT=reports/x].
 	$(PY) -m gan_lightning report $(RUNS) $(if $(filter-out file,$(origin OUT)),--out $(OUT)) $(ARGS)
 
-bench: $(STAMP)  ## Benchmarks, reported as side-by-side ratios (benchmarks/).
+bench: $(STAMP)  ## Benchmarks into BENCHMARKS.md (machine, command, date, tables, plots); ARGS="--quick" for a smoke run.
 	$(PY) benchmarks/run.py $(ARGS)
+
+bench-gpu: $(STAMP)  ## On a CUDA machine: every CUDA-marked test and the GPU throughput table, into BENCHMARKS.md.
+	$(PY) benchmarks/gpu.py $(ARGS)
 
 clean:  ## Remove runs/, wandb/ and caches (keeps .venv).
 	rm -rf runs wandb lightning_logs .pytest_cache
