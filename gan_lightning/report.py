@@ -519,9 +519,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+if __name__ == "__main__":  # python -m gan_lightning.report: the same as python -m gan_lightning report
+    from gan_lightning.cli import main as cli_main
+
+    sys.exit(cli_main(["report", *sys.argv[1:]]))
