@@ -216,3 +216,35 @@ def test_bad_wandb_mode_is_a_one_line_error(no_account, tmp_path, capsys):
     assert rc == 2
     assert len(err.splitlines()) == 1 and err.startswith("error:") and "--wandb" in err, err
     assert not (tmp_path / "bad" / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_checkpoint_monitor_keeps_the_best_fid(tmp_path, monkeypatch, classifier_cache):
+    """``--checkpoint.monitor=val/fid --checkpoint.mode=min --checkpoint.save_top_k=1``: the metric callback's
+    values reach Lightning's callbacks, so the kept checkpoint is the one of the step with the lowest FID, next
+    to last.ckpt."""
+    import csv
+    import re
+
+    import torch
+
+    from gan_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    rc = main(["fit", "--config", str(REPO / "experiments" / "gan_mnist5k.yaml"), "--wandb=disabled", f"--run_dir={run}",
+               "--trainer.max_steps=8", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=2",
+               "--model.generator.init_args.ngf=4", "--model.discriminator.init_args.ndf=4",
+               "--trainer.callbacks=[{class_path: gan_lightning.callbacks.ImageMetrics, init_args: "
+               "{every_n_steps: 2, num_samples: 64, num_reference: 64, metrics: [fid]}}]",
+               "--checkpoint.monitor=val/fid", "--checkpoint.mode=min", "--checkpoint.save_top_k=1",
+               "--checkpoint.every_n_train_steps=2"])
+    assert rc == 0
+    with open(run / "metrics.csv") as f:
+        fids = {int(r["step"]): float(r["val/fid"]) for r in csv.DictReader(f) if r.get("val/fid")}
+    assert sorted(fids) == [2, 4, 6, 8]
+    best_step = min(fids, key=fids.get)
+    kept = [p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]
+    assert len(kept) == 1 and int(re.search(r"step=(\d+)", kept[0].name).group(1)) == best_step
+    assert torch.load(kept[0], weights_only=True)["global_step"] == best_step
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
