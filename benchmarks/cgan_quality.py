@@ -8,9 +8,16 @@ model has one), rounds them to uint8 exactly as ``python -m gan_lightning sample
 class:
 
 - accuracy: the fraction the MNIST domain classifier (trained on *real* MNIST, cached after its first run; see
-  ``python -m gan_lightning classifier``) assigns to the requested class; target: overall >= 95%;
+  ``python -m gan_lightning classifier``) assigns to the requested class; target: overall >= 98%;
 - diversity ratio: mean per-pixel standard deviation of the class's samples over that of the real training
-  digits of the class; target: every class >= 0.7 (a collapsed class scores ~0).
+  digits of the class; target: every class >= 0.85 (a collapsed class scores ~0);
+
+and overall:
+
+- FID on the same classifier's penultimate features (``DomainFeatures(data="MNIST")``, the metrics' ``fid``)
+  of the samples against the 10,000 real MNIST test digits, next to its floor: the same FID for the 5,000
+  embedded training digits (the data the model learns from) against the test digits; target: FID <= 2x the
+  floor.
 
 Prints a markdown table and, with ``--json``, writes the numbers.
 """
@@ -25,13 +32,17 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from jsonargparse import ArgumentParser
+from torch import Tensor
 
 from gan_lightning.classifier import (
     as_root_flag, classifier_path, get_classifier, load_classifier, load_split, predict,
 )
 from gan_lightning.commands import load_gan
+from gan_lightning.data.images import embedded_mnist
 from gan_lightning.errors import DataNotFound, UserError
 from gan_lightning.metrics.conditional import accuracy_by_class, diversity_ratio
+from gan_lightning.metrics.features import DomainFeatures
+from gan_lightning.metrics.image import FeatureSet, compute, extract, reference_features
 from gan_lightning.pixels import to_uint8
 from gan_lightning.sampling import draw, labels_for
 
@@ -47,8 +58,10 @@ def parse(argv: Sequence[str]):
     parser.add_argument("--json", type=Optional[str], default=None, help="Also write the results to this JSON file.")
     parser.add_argument("--classifier", type=Optional[str], default=None,
                         help="Classifier checkpoint (default: the cached MNIST one, trained on first use).")
-    parser.add_argument("--min_accuracy", type=float, default=0.95, help="Target overall conditional accuracy.")
-    parser.add_argument("--min_ratio", type=float, default=0.7, help="Target diversity ratio, every class.")
+    parser.add_argument("--min_accuracy", type=float, default=0.98, help="Target overall conditional accuracy.")
+    parser.add_argument("--min_ratio", type=float, default=0.85, help="Target diversity ratio, every class.")
+    parser.add_argument("--max_fid_ratio", type=float, default=2.0,
+                        help="Target: FID of the samples at most this multiple of the floor (embedded digits' FID).")
     parser.add_argument("--batch_size", type=int, default=500, help="Samples per generator call.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, ...")
     return parser.parse_args(list(argv))
@@ -70,6 +83,7 @@ def evaluate(args) -> dict:
             classifier, meta = get_classifier("MNIST", args.root, device=args.device)
             clf_path = str(classifier_path("MNIST"))
         real, real_labels = load_split("MNIST", args.root, "train")
+        test, test_labels = load_split("MNIST", args.root, "test")
     except DataNotFound as err:
         raise as_root_flag(err) from None
     if tuple(model.generator.out_shape) != tuple(real.shape[1:]):
@@ -86,6 +100,8 @@ def evaluate(args) -> dict:
     overall, per_class_acc = accuracy_by_class(predict(classifier, samples), labels)
     ratios = diversity_ratio(samples, labels, real, real_labels)
     worst = min(ratios, key=ratios.get)
+    fid = fid_against_test(samples, test, test_labels, args)
+    fid_ok = fid["samples"] <= args.max_fid_ratio * fid["floor"]
     return {
         "ckpt_path": args.ckpt_path,
         "num": args.num,
@@ -96,15 +112,34 @@ def evaluate(args) -> dict:
                       for c in sorted(ratios)},
         "min_ratio": ratios[worst],
         "min_ratio_class": worst,
-        "targets": {"accuracy": args.min_accuracy, "ratio": args.min_ratio},
+        "fid": fid,
+        "targets": {"accuracy": args.min_accuracy, "ratio": args.min_ratio, "fid_ratio": args.max_fid_ratio},
         "pass": {
             "accuracy": overall >= args.min_accuracy,
             "diversity": ratios[worst] >= args.min_ratio,
-            "all": overall >= args.min_accuracy and ratios[worst] >= args.min_ratio,
+            "fid": fid_ok,
+            "all": overall >= args.min_accuracy and ratios[worst] >= args.min_ratio and fid_ok,
         },
         "sample_seconds": sample_seconds,
         "seconds": time.perf_counter() - start,
     }
+
+
+def fid_against_test(samples: Tensor, test: Tensor, test_labels: Tensor, args) -> dict:
+    """FID of ``samples`` and of the embedded 5,000 training digits (the floor), both against the real test
+    digits, on the MNIST domain classifier's features. The real sets' features go to the metrics' reference
+    cache (keyed by the classifier's weights)."""
+    extractor = DomainFeatures(data="MNIST", root=args.root, path=args.classifier).prepare(args.device)
+    embedded, embedded_labels = embedded_mnist()
+    test_set, _ = reference_features(lambda: (test, test_labels), extractor, {
+        "dataset": "MNIST-1x28x28", "split": "test", "extractor": extractor.name, "count": len(test), "seed": 0})
+    floor_set, _ = reference_features(lambda: (embedded, embedded_labels), extractor, {
+        "dataset": "EmbeddedMNIST-1x28x28", "split": "all", "extractor": extractor.name, "count": len(embedded),
+        "seed": 0})
+    fid = compute(["fid"], FeatureSet(extract(extractor, samples, args.batch_size)[0]), test_set)["fid"]
+    floor = compute(["fid"], floor_set, test_set)["fid"]
+    return {"samples": fid, "floor": floor, "ratio": fid / floor, "extractor": extractor.name,
+            "reference": f"MNIST test ({len(test)})", "floor_images": f"embedded MNIST subset ({len(embedded)})"}
 
 
 def table(r: dict) -> str:
@@ -129,6 +164,10 @@ def table(r: dict) -> str:
         f"| overall accuracy | {100 * r['accuracy']:.2f}% | >= {100 * t['accuracy']:.0f}% | {ok(r['pass']['accuracy'])} |",
         f"| min diversity ratio (class {r['min_ratio_class']}) | {r['min_ratio']:.3f} | >= {t['ratio']:.2f} | "
         f"{ok(r['pass']['diversity'])} |",
+        f"| FID of the samples vs {r['fid']['reference']} | {r['fid']['samples']:.3f} | <= {t['fid_ratio']:g} x floor "
+        f"= {t['fid_ratio'] * r['fid']['floor']:.3f} | {ok(r['pass']['fid'])} |",
+        f"| FID floor: {r['fid']['floor_images']} vs {r['fid']['reference']} | {r['fid']['floor']:.3f} | | |",
+        f"| FID / floor | {r['fid']['ratio']:.2f} | <= {t['fid_ratio']:g} | |",
         "",
         f"Overall: {'PASS' if r['pass']['all'] else 'FAIL'} ({r['seconds']:.0f} s, sampling {r['sample_seconds']:.1f} s)",
     ]
