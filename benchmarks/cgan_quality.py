@@ -70,7 +70,7 @@ def parse(argv: Sequence[str]):
 def evaluate(args) -> dict:
     start = time.perf_counter()
     model = load_gan(args.ckpt_path, args.device)
-    if model.condition != "label":
+    if model.conditioning.class_count == 0:
         raise UserError(f"--ckpt_path: {args.ckpt_path!r} is not a class-conditional model (condition: "
                         f"{model.condition}); this benchmark needs one trained on MNIST with data.labels: class")
     if args.num < 2 * model.num_classes:

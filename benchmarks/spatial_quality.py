@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gan_lightning.classifier import get_classifier, load_split, predict
 from gan_lightning.commands import load_gan
+from gan_lightning.conditioning import SpatialCondition
 from gan_lightning.metrics.spatial import condition_error
 from gan_lightning.pixels import to_float, to_uint8
 from gan_lightning.sampling import draw
@@ -37,7 +38,7 @@ def main() -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     model = load_gan(args.ckpt_path)
-    if model.condition != "spatial":
+    if not isinstance(model.conditioning, SpatialCondition):
         print(f"error: --ckpt_path: {args.ckpt_path!r} is not a spatially conditioned model", file=sys.stderr)
         return 2
     images, labels = load_split(args.data, args.root, "test")
