@@ -10,8 +10,10 @@ parametrizations found without torch's private class names.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib
+import os
 from typing import Any
 
 import torch
@@ -119,3 +121,24 @@ def batch_norm_modules(module: nn.Module) -> list[nn.Module]:
     """The batch-norm layers inside ``module`` (every torch batch norm, subclasses included), in
     ``module.modules()`` order."""
     return [m for m in module.modules() if isinstance(m, BATCH_NORM_TYPES)]
+
+
+NVML_CHECK_VARIABLE = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def drop_nvml_check_without_nvml() -> bool:
+    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML's library cannot be loaded; whether it did.
+
+    Lightning sets the variable at import so that asking whether CUDA is available reads NVML instead of
+    initialising CUDA (which would break fork-started processes). Without ``libnvidia-ml`` on the machine (any
+    machine without an NVIDIA driver) torch then tries to load the library on every such question and falls
+    back to the CUDA runtime, exactly what it does without the variable, and every Adam/AdamW step asks: ~40 µs
+    per optimizer step spent failing to load a library. Where NVML loads, the variable stays."""
+    if os.environ.get(NVML_CHECK_VARIABLE) != "1" or not torch.backends.cuda.is_built():
+        return False
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        del os.environ[NVML_CHECK_VARIABLE]
+        return True
+    return False

@@ -148,3 +148,26 @@ def test_batch_norm_modules_covers_every_torch_batch_norm():
     net = nn.Sequential(nn.Linear(3, 3), bn1, nn.Sequential(bn2, nn.InstanceNorm2d(3), nn.LayerNorm(3)), mine,
                         nn.GroupNorm(1, 3))
     assert compat.batch_norm_modules(net) == [bn1, bn2, mine]
+
+
+def test_nvml_check_dropped_only_where_nvml_cannot_load(monkeypatch):
+    """Lightning's NVML-based CUDA check stays where NVML's library loads, and is undone where it cannot (torch
+    would try to load it on every optimizer step, then fall back to its default check anyway)."""
+    if not torch.backends.cuda.is_built():
+        pytest.skip("this torch has no CUDA support, so torch never reads the variable")
+
+    def loads(name):
+        return object()
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setenv(compat.NVML_CHECK_VARIABLE, "1")
+    monkeypatch.setattr(compat.ctypes, "CDLL", loads)
+    assert compat.drop_nvml_check_without_nvml() is False
+    assert compat.os.environ[compat.NVML_CHECK_VARIABLE] == "1"
+
+    monkeypatch.setattr(compat.ctypes, "CDLL", missing)
+    assert compat.drop_nvml_check_without_nvml() is True
+    assert compat.NVML_CHECK_VARIABLE not in compat.os.environ
+    assert compat.drop_nvml_check_without_nvml() is False  # nothing left to undo
