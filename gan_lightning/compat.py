@@ -142,3 +142,13 @@ def drop_nvml_check_without_nvml() -> bool:
         del os.environ[NVML_CHECK_VARIABLE]
         return True
     return False
+
+
+def counted_optimizer_step(trainer: Any, optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` on a torch optimizer, counted by Lightning's manual-optimization loop exactly as
+    ``LightningOptimizer.step`` counts it (``trainer.global_step`` + 1), without the strategy's and precision
+    plugin's dispatch around it (for full precision on one device, where that dispatch only calls hooks)."""
+    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+    progress.increment_ready()
+    optimizer.step()
+    progress.increment_completed()

@@ -39,7 +39,8 @@ from torch import Tensor, nn
 
 from gan_lightning.augment import Augment
 from gan_lightning.checks import check_choice, check_networks, check_objective, check_range
-from gan_lightning.compat import batch_norm_modules, cli_hyperparameters_active, spectral_norm_modules
+from gan_lightning.compat import (batch_norm_modules, cli_hyperparameters_active, counted_optimizer_step,
+                                  spectral_norm_modules)
 from gan_lightning.conditioning import Conditioning
 from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
@@ -382,12 +383,13 @@ class GAN(pl.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         if self._direct_steps:
             # Full precision on one device with no hook implemented: Lightning's backward would only call
-            # loss.backward(), and its D step only this module's on_before_optimizer_step and the step.
+            # loss.backward(), and its optimizer step only this module's on_before_optimizer_step and the step
+            # (G's counted as a training step).
             loss.backward()
+            self.on_before_optimizer_step(optimizer.optimizer)
             if counts:
-                optimizer.step()
+                counted_optimizer_step(self.trainer, optimizer.optimizer)
             else:
-                self.on_before_optimizer_step(optimizer.optimizer)
                 optimizer.optimizer.step()
             return
         self.manual_backward(loss)

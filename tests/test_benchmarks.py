@@ -125,7 +125,7 @@ def test_hand_written_loops_reach_the_weights_fit_reaches(model):
         torch.manual_seed(5)
         S.plain_image_loop(g, d, ema, S.cycle(S.data(64).train_dataloader()), steps, 0)
         g2, d2 = S.nets()
-        fitted = GAN(g2, d2, loss="hinge", ema_decay=0.999, g_optimizer=S.adam, d_optimizer=S.adam)
+        fitted = S.default_gan(g2, d2)
         datamodule = S.data(64)
     initial = S.toy_nets()[0] if model == "toy" else S.nets()[0]
     torch.manual_seed(5)
@@ -207,9 +207,11 @@ def test_metric_share_and_its_projection_to_the_experiments_cadence():
     # At every 2000 steps: evaluations at 2000 and 4000 and the final one, 12 s beside 80 s of training.
     assert share["committed_count"] == 3
     assert share["projected_share"] == pytest.approx(12.0 / 92.0)
-    assert T.reached("cgan_mnist5k", {"val/accuracy": 0.95}) and not T.reached("cgan_mnist5k", {"val/accuracy": 0.94})
-    assert T.reached("toy_grid", {"val/modes": 24, "val/high_quality": 90.0})
-    assert not T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 89.9})
+    assert T.reached("cgan_mnist5k", {"val/accuracy": 0.98}) and not T.reached("cgan_mnist5k", {"val/accuracy": 0.979})
+    assert T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 97.0})
+    assert not T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 96.9})
+    assert not T.reached("toy_grid", {"val/modes": 24, "val/high_quality": 99.0})
+    assert T.committed_steps(T.EXPERIMENTS["cgan_mnist5k"]) == 4000
 
 
 def test_first_step_time_is_found_beside_a_progress_bar():
