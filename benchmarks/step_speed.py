@@ -6,9 +6,9 @@ Two models, each with the same math in all three variants:
   BN in G, spectral-norm projection D with an auxiliary class head, hinge loss plus the AC-GAN class loss in
   both phases, Adam 3.2e-3, EMA of G) on the embedded MNIST subset held in memory, batch 64; about 50 ms per
   step on one core.
-- ``toy``: ``experiments/toy_ring.yaml``'s networks (MLP G 3x256 without norm, D 3x128 linear maxout with 5
-  pieces, non-saturating loss with R1 at gamma 0.1 and its double backward, EMA 0.99, Adam 1e-3 with the linear
-  learning-rate decay over the last 40% of the steps) on the 8-mode ring, batch 100; about 12 ms per step, so
+- ``toy``: ``experiments/toy_ring.yaml``'s recipe (MLP G 3x128 without norm, D 3x64 linear maxout with 5
+  pieces, non-saturating loss with R1 at gamma 0.1 and its double backward, EMA 0.999, Adam 2e-3 with the linear
+  learning-rate decay over the last 70% of the steps) on the 8-mode ring, batch 100; about 10 ms per step, so
   what the framework adds per step shows.
 
 Variants:
@@ -18,12 +18,16 @@ Variants:
   come from the same data module's loader. No logging. The reference (1.00).
 - ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.system.GAN`` as ``fit`` runs it (step logging every 50
   steps, the divergence guard), progress bar and checkpoints off.
+- ``lightning_floor``: the plain loop's iteration, unchanged, as the ``training_step`` of a LightningModule run by
+  ``Trainer.fit`` with the same trainer settings: what Lightning's loop, data fetching and hooks cost by
+  themselves, so ``gan_lightning`` minus ``lightning_floor`` is what gan_lightning's own step adds.
 - ``lightning_usual``: the pattern of Lightning's GAN example: ``toggle_optimizer``, G step first, then a D step
   that generates the fakes a second time; logs every step.
 
 Rounds alternate between the variants (in an order rotated each round). Each variant's ms/step is the median
 over rounds of the time per iteration after warm-up; ``speed vs plain`` is the median over rounds of plain's
-time divided by the variant's time in the same round (higher is faster; target for gan_lightning >= 0.95), and
+time divided by the variant's time in the same round (higher is faster; targets for gan_lightning: >= 0.95
+on the default networks, >= 0.97 on the toy networks), and
 ``overhead`` the median over rounds of the variant's time minus plain's, in ms per step.
 
     .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds 5] [--threads 1]
@@ -51,7 +55,7 @@ from gan_lightning.system import GAN, held_fixed, spectral_norm_frozen
 
 from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
-VARIANT_NAMES = ("plain", "gan_lightning", "lightning_usual")
+VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual")
 # model -> (timed steps, warm-up steps, batch) by default
 DEFAULTS = {"dcgan": (150, 20, 64), "toy": (600, 50, 100)}
 TITLES = {
@@ -92,22 +96,25 @@ def data(batch: int) -> EmbeddedMNIST:
     return dm
 
 
-TOY_LATENT, TOY_R1_GAMMA, TOY_EMA = 2, 0.1, 0.99
+# experiments/toy_ring.yaml's recipe (tests/test_benchmarks.py checks that they agree).
+TOY_LATENT, TOY_R1_GAMMA, TOY_EMA = 2, 0.1, 0.999
+TOY_G_HIDDEN, TOY_D_HIDDEN, TOY_PIECES = [128, 128, 128], [64, 64, 64], 5
+TOY_LR, TOY_BETAS, TOY_DECAY_START = 2e-3, (0.5, 0.99), 0.3
 
 
 def toy_nets(seed: int = 0) -> tuple[MLPGenerator, MLPDiscriminator]:
     torch.manual_seed(seed)
-    g = MLPGenerator(out_shape=[2], latent_dim=TOY_LATENT, hidden=[256, 256, 256], norm="none")
-    d = MLPDiscriminator(in_shape=[2], hidden=[128, 128, 128], maxout_pieces=5)
+    g = MLPGenerator(out_shape=[2], latent_dim=TOY_LATENT, hidden=TOY_G_HIDDEN, norm="none")
+    d = MLPDiscriminator(in_shape=[2], hidden=TOY_D_HIDDEN, maxout_pieces=TOY_PIECES)
     return g, d
 
 
 def toy_adam(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=1e-3, betas=(0.5, 0.99))
+    return torch.optim.Adam(params, lr=TOY_LR, betas=TOY_BETAS)
 
 
 def toy_schedule(total_steps: int) -> Callable[[torch.optim.Optimizer], LinearDecay]:
-    return partial(LinearDecay, total_steps=total_steps, decay_start=0.6)
+    return partial(LinearDecay, total_steps=total_steps, decay_start=TOY_DECAY_START)
 
 
 def toy_data(batch: int) -> ToyDataModule:
@@ -139,6 +146,54 @@ def ema_copy(net: nn.Module, make: Callable[[], nn.Module]) -> nn.Module:
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
+def plain_optimizer_step(opt: Any, loss: Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def image_iteration(g: nn.Module, d: nn.Module, x: Tensor, y: Tensor, opt_g: Any, opt_d: Any,
+                    optimizer_step: Callable[[Any, Tensor], None] = plain_optimizer_step) -> None:
+    """One iteration of the hand-written conditional image GAN (hinge loss, class loss with a class head), EMA
+    aside: one G forward, a D step on real and detached fakes, a G step through the held-fixed D."""
+    dev = x.device
+    z = torch.randn(len(x), g.latent_dim, device=dev)
+    y_fake = torch.randint(0, g.num_classes, (len(x),), device=dev)
+    fake = g(z, y_fake)
+    real_logits, real_aux = _scores(d(x, y))
+    with spectral_norm_frozen(d):  # one power iteration per D step, as gan_lightning does
+        fake_logits, fake_aux = _scores(d(fake.detach(), y_fake))
+    d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    if real_aux is not None:
+        d_loss = d_loss + 1.0 * F.cross_entropy(real_aux, y) + 1.0 * F.cross_entropy(fake_aux, y_fake)
+    optimizer_step(opt_d, d_loss)
+    with held_fixed(d):
+        g_logits, g_aux = _scores(d(fake, y_fake))
+        g_loss = -g_logits.mean()
+        if g_aux is not None:
+            g_loss = g_loss + 1.0 * F.cross_entropy(g_aux, y_fake)
+        optimizer_step(opt_g, g_loss)
+
+
+def toy_iteration(g: nn.Module, d: nn.Module, x: Tensor, opt_g: Any, opt_d: Any, d_params: list[Tensor]) -> None:
+    """One iteration of the hand-written toy GAN, EMA and schedules aside: non-saturating loss, R1 on the real
+    batch (a double backward), D's parameters frozen in the G step."""
+    fake = g(torch.randn(len(x), TOY_LATENT))
+    real = x.detach().requires_grad_(True)
+    real_scores = d(real)
+    (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)  # R1: a double backward
+    r1 = grad.flatten(1).pow(2).sum(1).mean()
+    fake_scores = d(fake.detach())
+    loss_d = F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean() + 0.5 * TOY_R1_GAMMA * r1
+    plain_optimizer_step(opt_d, loss_d)
+    for p in d_params:
+        p.requires_grad_(False)
+    loss_g = F.softplus(-d(fake)).mean()
+    plain_optimizer_step(opt_g, loss_g)
+    for p in d_params:
+        p.requires_grad_(True)
+
+
 def plain_image_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator[tuple[Tensor, Tensor]],
                      steps: int, warmup: int, *, make_optimizer: Callable = adam, ema_decay: float = DEFAULT_EMA,
                      device: str = "cpu", precision: str = "32-true", compile_nets: bool = False) -> float:
@@ -167,7 +222,6 @@ def plain_image_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterat
             scaler.step(opt)
             scaler.update()
 
-    latent, classes = g.latent_dim, g.num_classes
     start = time.perf_counter()
     for step in range(steps + warmup):
         if step == warmup:
@@ -176,22 +230,7 @@ def plain_image_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterat
         x, y = next(batches)
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            z = torch.randn(len(x), latent, device=dev)
-            y_fake = torch.randint(0, classes, (len(x),), device=dev)
-            fake = g(z, y_fake)
-            real_logits, real_aux = _scores(d(x, y))
-            with spectral_norm_frozen(d):  # one power iteration per D step, as gan_lightning does
-                fake_logits, fake_aux = _scores(d(fake.detach(), y_fake))
-            d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-            if real_aux is not None:
-                d_loss = d_loss + 1.0 * F.cross_entropy(real_aux, y) + 1.0 * F.cross_entropy(fake_aux, y_fake)
-            optimizer_step(opt_d, d_loss)
-            with held_fixed(d):
-                g_logits, g_aux = _scores(d(fake, y_fake))
-                g_loss = -g_logits.mean()
-                if g_aux is not None:
-                    g_loss = g_loss + 1.0 * F.cross_entropy(g_aux, y_fake)
-                optimizer_step(opt_g, g_loss)
+            image_iteration(g, d, x, y, opt_g, opt_d, optimizer_step)
         ema_update(ema, g, ema_decay)
     _sync()
     return (time.perf_counter() - start) / steps
@@ -215,24 +254,7 @@ def plain_toy_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator
         if step == warmup:
             start = time.perf_counter()
         x, _ = next(batches)
-        fake = g(torch.randn(len(x), TOY_LATENT))
-        real = x.detach().requires_grad_(True)
-        real_scores = d(real)
-        (grad,) = torch.autograd.grad(real_scores.sum(), real, create_graph=True)  # R1: a double backward
-        r1 = grad.flatten(1).pow(2).sum(1).mean()
-        fake_scores = d(fake.detach())
-        loss_d = F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean() + 0.5 * TOY_R1_GAMMA * r1
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        for p in d_params:
-            p.requires_grad_(False)
-        loss_g = F.softplus(-d(fake)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        for p in d_params:
-            p.requires_grad_(True)
+        toy_iteration(g, d, x, opt_g, opt_d, d_params)
         ema_update(ema, g, TOY_EMA)
         for scheduler in schedulers:
             scheduler.step()
@@ -373,6 +395,57 @@ class UsualLightningToyGAN(pl.LightningModule):
         self.log_dict({"g_loss": g_loss.detach(), "d_loss": d_loss.detach(), "r1": r1.detach()})
 
 
+class LightningFloor(pl.LightningModule):
+    """The hand-written iteration (``image_iteration`` or ``toy_iteration``, the EMA, the schedules) as the
+    ``training_step`` of a LightningModule with manual optimization: Lightning's loop, data fetching and hooks
+    around a step that adds nothing to the plain loop's (no logging; G's step through Lightning's optimizer wrapper
+    so that it counts). What any Lightning module pays per step; gan_lightning's own cost is what it adds."""
+
+    def __init__(self, model: str, total_steps: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        make = nets if model == "dcgan" else toy_nets
+        self.generator, self.discriminator = make()
+        self.ema = ema_copy(self.generator, lambda: make()[0])
+        self.total_steps = total_steps
+
+    def configure_optimizers(self) -> Any:
+        make = adam if self.model == "dcgan" else toy_adam
+        optimizers = [make(self.generator.parameters()), make(self.discriminator.parameters())]
+        if self.model == "dcgan":
+            return optimizers
+        return optimizers, [toy_schedule(self.total_steps)(opt) for opt in optimizers]
+
+    def on_train_start(self) -> None:
+        self.d_params = list(self.discriminator.parameters())
+        self.schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        if self.model == "dcgan":
+            x, y = batch
+            image_iteration(self.generator, self.discriminator, x, y, opt_g, opt_d.optimizer)
+            ema_update(self.ema, self.generator, DEFAULT_EMA)
+        else:
+            toy_iteration(self.generator, self.discriminator, batch[0], opt_g, opt_d.optimizer, self.d_params)
+            ema_update(self.ema, self.generator, TOY_EMA)
+            for scheduler in self.schedulers:
+                scheduler.step()
+
+
+def run_lightning_floor(steps: int, warmup: int, batch: int) -> float:
+    clock = _Clock(warmup)
+    _trainer(steps + warmup, clock).fit(LightningFloor("dcgan", steps + warmup), data(batch))
+    return (clock.end - clock.start) / steps
+
+
+def run_lightning_floor_toy(steps: int, warmup: int, batch: int) -> float:
+    clock = _Clock(warmup)
+    _trainer(steps + warmup, clock).fit(LightningFloor("toy", steps + warmup), toy_data(batch))
+    return (clock.end - clock.start) / steps
+
+
 def run_lightning_usual(steps: int, warmup: int, batch: int) -> float:
     clock = _Clock(2 * warmup)  # both optimizer steps count as Lightning steps here
     _trainer(2 * (steps + warmup), clock).fit(UsualLightningGAN(), data(batch))
@@ -386,8 +459,10 @@ def run_lightning_usual_toy(steps: int, warmup: int, batch: int) -> float:
 
 
 VARIANTS: dict[str, dict[str, Callable[[int, int, int], float]]] = {
-    "dcgan": {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_usual": run_lightning_usual},
-    "toy": {"plain": run_plain_toy, "gan_lightning": run_gan_lightning_toy, "lightning_usual": run_lightning_usual_toy},
+    "dcgan": {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_floor": run_lightning_floor,
+              "lightning_usual": run_lightning_usual},
+    "toy": {"plain": run_plain_toy, "gan_lightning": run_gan_lightning_toy, "lightning_floor": run_lightning_floor_toy,
+            "lightning_usual": run_lightning_usual_toy},
 }
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
@@ -55,15 +56,15 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
         assert text.count(title) == 1, title
     assert "# old" not in text and text.count(GPU_BEGIN) == 1 and "sentinel 1,234 img/s" in text
 
-    # Step speed: both models, three variants each, numeric times, ratios and overheads.
+    # Step speed: both models, four variants each, numeric times, ratios and overheads.
     rows = _table_rows(text, "| variant |")
-    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_usual"] * 2
+    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_floor", "lightning_usual"] * 2
     for variant, ms, speed, overhead in rows:
         assert float(ms) > 0
         assert re.fullmatch(r"\d+\.\d{3}x", speed)
         assert float(speed[:-1]) > 0
         assert overhead == "—" if variant == "plain" else re.fullmatch(NUMBER, overhead)
-    assert [r[2] for r in rows[::3]] == ["1.000x", "1.000x"]
+    assert [r[2] for r in rows[::4]] == ["1.000x", "1.000x"]
     assert "cgan_mnist5k networks" in text and "toy_ring networks" in text
 
     # Start-up: import, first step, whole command.
@@ -220,3 +221,23 @@ def test_first_step_time_is_found_beside_a_progress_bar():
     assert first_step_time("Epoch 0:   0%|  | 0/1 [00:00<?]first training step at 1795438872.143415\nbye") == \
         pytest.approx(1795438872.143415)
     assert first_step_time("no clock here") is None
+
+
+def test_step_speed_toy_model_is_the_committed_toy_recipe():
+    """The toy step-speed model is experiments/toy_ring.yaml's recipe (networks, loss, R1, EMA, optimizer, schedule)."""
+    import step_speed as S
+
+    model = yaml.safe_load((REPO / "experiments" / "toy_ring.yaml").read_text())["model"]
+    g, d = model["generator"]["init_args"], model["discriminator"]["init_args"]
+    assert (g["latent_dim"], g["hidden"], g["norm"]) == (S.TOY_LATENT, S.TOY_G_HIDDEN, "none")
+    assert (d["hidden"], d["maxout_pieces"]) == (S.TOY_D_HIDDEN, S.TOY_PIECES)
+    assert model["loss"] == "non_saturating" and model["ema_decay"] == S.TOY_EMA
+    assert [r["class_path"] for r in model["regularizers"]] == ["gan_lightning.regularizers.R1"]
+    assert model["regularizers"][0]["init_args"]["gamma"] == S.TOY_R1_GAMMA
+    for role in ("g", "d"):
+        opt = model[f"{role}_optimizer"]
+        assert opt["class_path"] == "torch.optim.Adam"
+        assert (opt["init_args"]["lr"], tuple(opt["init_args"]["betas"])) == (S.TOY_LR, S.TOY_BETAS)
+        assert model[f"{role}_lr_scheduler"]["init_args"]["decay_start"] == S.TOY_DECAY_START
+    data = yaml.safe_load((REPO / "experiments" / "toy_ring.yaml").read_text())["data"]["init_args"]
+    assert data["batch_size"] == S.DEFAULTS["toy"][2]
