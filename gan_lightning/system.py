@@ -65,10 +65,10 @@ _STEP_HOOKS = _BACKWARD_HOOKS + ("on_before_optimizer_step",)
 
 
 def direct_steps_possible(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
-    """Whether the step may run ``loss.backward()`` and D's optimizer step itself, not through Lightning's
+    """Whether the step may run ``loss.backward()`` and the optimizer steps itself, not through Lightning's
     strategy and precision plugin: one device in full precision (the plugin leaves losses and steps as they
     are), Lightning's default no-op profiler, and no callback implementing a hook that the dispatch would call
-    (nor the module, beyond its own ``on_before_optimizer_step``, which the direct D step calls). Then both paths
+    (nor the module, beyond its own ``on_before_optimizer_step``, which the direct steps call). Then both paths
     run the same operations, and the direct one skips a dozen hook dispatches per iteration; otherwise every
     backward and step goes through Lightning, hooks and all."""
     if type(trainer.strategy) is not SingleDeviceStrategy or type(trainer.precision_plugin) is not Precision:
