@@ -17,6 +17,8 @@ RUNS   ?= runs/$(EXP)
 ROWS   ?= 8
 K      ?= 10
 PNG_DIR ?= runs/$(EXP)/pngs
+# MNIST / FashionMNIST in torchvision's raw layout (DATA/MNIST/raw/...), for the classifier and torchvision data.
+DATA   ?= $(or $(GAN_LIGHTNING_DATA),data)
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test sample interpolate pngs evaluate classifier sweep report bench bench-gpu clean
@@ -55,8 +57,8 @@ evaluate: $(STAMP)  ## Metrics of a run as JSON: make evaluate EXP=<name> [CKPT=
 	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }
 	$(PY) -m gan_lightning evaluate --ckpt_path $(CKPT) --out $(dir $(CKPT))../evaluate.json $(ARGS)
 
-classifier: $(STAMP)  ## Train the cached domain classifier for metrics: make classifier ARGS="--data MNIST --root ../shared/data".
-	$(PY) -m gan_lightning classifier $(or $(ARGS),--data MNIST --root ../shared/data)
+classifier: $(STAMP)  ## Train the cached domain classifier for metrics: make classifier [DATA=dir] (or ARGS="--data FashionMNIST --root dir").
+	$(PY) -m gan_lightning classifier $(or $(ARGS),--data MNIST --root $(DATA))
 
 sweep: $(STAMP)  ## Sweep offline: make sweep EXP=toy_ring SEEDS="0 1 2" GRID="model.n_critic=1,2" [SWEEP=experiments/sweeps/x.yaml PARALLEL=2] ARGS="--trainer.max_steps=2000".
 	$(PY) -m gan_lightning sweep $(if $(SWEEP),--sweep_file $(SWEEP),--config experiments/$(EXP).yaml) $(if $(filter-out file,$(origin SEEDS)),--seeds $(SEEDS),$(if $(SWEEP),,--seeds $(SEEDS))) $(foreach g,$(GRID),--grid $(g)) --parallel $(PARALLEL) $(ARGS)

@@ -17,6 +17,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 REPORT = REPO / "BENCHMARKS.md"
 RESULTS = HERE / "results"
+# MNIST / FashionMNIST in torchvision's raw layout (<root>/MNIST/raw/...): $GAN_LIGHTNING_DATA, else data/ here.
+DATA_ROOT = Path(os.environ.get("GAN_LIGHTNING_DATA", REPO / "data"))
 
 # The GPU section of BENCHMARKS.md lies between these lines: benchmarks/gpu.py replaces it, benchmarks/run.py
 # keeps it when it rewrites the CPU sections.

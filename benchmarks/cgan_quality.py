@@ -1,7 +1,7 @@
 """Sample quality of a class-conditional MNIST GAN: right class, and as varied as the real digits?
 
     .venv/bin/python benchmarks/cgan_quality.py --ckpt_path runs/<experiment>/<run>/checkpoints/last.ckpt
-        [--root ../shared/data] [--num 10000] [--seed 0] [--json results.json]
+        [--root DIR] [--num 10000] [--seed 0] [--json results.json]
 
 Draws ``--num`` samples spread evenly over the 10 classes (1,000 per class by default; EMA generator when the
 model has one), rounds them to uint8 exactly as ``python -m gan_lightning sample`` writes them, and reports per
@@ -28,7 +28,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 from jsonargparse import ArgumentParser
@@ -46,13 +45,14 @@ from gan_lightning.metrics.image import FeatureSet, compute, extract, reference_
 from gan_lightning.pixels import to_uint8
 from gan_lightning.sampling import draw, labels_for
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data next to the repo.
+from bench_common import DATA_ROOT  # noqa: E402  (same folder)
+
 
 
 def parse(argv: Sequence[str]):
     parser = ArgumentParser(prog="benchmarks/cgan_quality.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", type=str, required=True, help="Conditional MNIST GAN checkpoint written by fit.")
-    parser.add_argument("--root", type=str, default=str(DEFAULT_ROOT), help="Folder holding torchvision's MNIST layout.")
+    parser.add_argument("--root", type=str, default=str(DATA_ROOT), help="Folder holding torchvision's MNIST layout (default: $GAN_LIGHTNING_DATA, else data/).")
     parser.add_argument("--num", type=int, default=10000, help="Samples, spread evenly over the classes.")
     parser.add_argument("--seed", type=int, default=0, help="Sampling seed: sample i always gets the same noise.")
     parser.add_argument("--json", type=Optional[str], default=None, help="Also write the results to this JSON file.")

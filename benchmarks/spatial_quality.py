@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/spatial_quality.py --ckpt_path runs/sketch_mnist5k/<run>/checkpoints/last.ckpt
 
-For real MNIST test digits (10,000 from ../shared/data, or the embedded subset with --data mnist5k) it builds the
+For real MNIST test digits (10,000 from the MNIST test set in --root, or the embedded subset with --data mnist5k) it builds the
 condition maps, draws one sample per map and reports:
 
 - condition L1: mean |m(G(z, m(x))) - m(x)| against the same distance to another digit's map (chance), and
@@ -25,13 +25,14 @@ from gan_lightning.metrics.spatial import condition_error
 from gan_lightning.pixels import to_float, to_uint8
 from gan_lightning.sampling import draw
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+from bench_common import DATA_ROOT  # noqa: E402  (same folder)
+
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt_path", required=True)
-    parser.add_argument("--root", default=str(DEFAULT_ROOT))
+    parser.add_argument("--root", default=str(DATA_ROOT), help="torchvision data folder (default: $GAN_LIGHTNING_DATA, else data/)")
     parser.add_argument("--data", default="MNIST", help="MNIST (test split from --root) or mnist5k")
     parser.add_argument("--num", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)

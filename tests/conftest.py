@@ -1,10 +1,11 @@
-"""Shared fixtures: a quiet CPU trainer, the shared data folder, the embedded MNIST subset parsed once.
+"""Shared fixtures: a quiet CPU trainer, the torchvision data folder, the embedded MNIST subset parsed once.
 
 Everything a test writes goes under its ``tmp_path``; nothing touches the network.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,20 +13,22 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-# Development and CI keep MNIST / FashionMNIST in torchvision's raw layout next to the repository.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REPO = Path(__file__).resolve().parents[1]
+# MNIST / FashionMNIST in torchvision's raw layout (<root>/MNIST/raw/...): $GAN_LIGHTNING_DATA, else data/ in the
+# repository. Tests that need them are skipped when they are absent (the embedded subset needs no download).
+DATA_ROOT = Path(os.environ.get("GAN_LIGHTNING_DATA", REPO / "data"))
 
 # Two cores shared with other jobs: one intra-op thread keeps runs fast and predictable.
 torch.set_num_threads(1)
 
 
 @pytest.fixture
-def shared_data() -> Path:
-    """The shared torchvision data folder; tests that need it are skipped when it is absent."""
-    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (MNIST/FashionMNIST in torchvision's raw layout)")
-    return SHARED_DATA
+def data_root() -> Path:
+    """The torchvision data folder; tests that need it are skipped when it is absent."""
+    if not (DATA_ROOT / "MNIST" / "raw").is_dir():
+        pytest.skip(f"MNIST not found at {DATA_ROOT} (set GAN_LIGHTNING_DATA to a folder with MNIST/FashionMNIST "
+                    "in torchvision's raw layout)")
+    return DATA_ROOT
 
 
 @pytest.fixture

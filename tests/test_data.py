@@ -212,11 +212,11 @@ def test_torchvision_unknown_name_names_the_field():
 
 
 @pytest.mark.slow
-def test_torchvision_mnist_from_shared_data(shared_data):
-    dm = TorchvisionImages(name="MNIST", root=str(shared_data), labels="class")
+def test_torchvision_mnist_from_the_data_folder(data_root):
+    dm = TorchvisionImages(name="MNIST", root=str(data_root), labels="class")
     x, y = all_samples(dm)
     assert x.shape == (60_000, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() == -1.0 and x.max() == 1.0
     assert dm.num_classes == 10 and sorted(torch.unique(y).tolist()) == list(range(10))
-    # README of the shared data: pixel mean 0.1307 on a 0..1 scale.
+    # MNIST's training pixel mean is 0.1307 on a 0..1 scale.
     assert float(((x + 1) / 2).mean()) == pytest.approx(0.1307, abs=2e-3)

@@ -21,11 +21,10 @@ import torchvision
 import yaml
 from PIL import Image
 
+from conftest import DATA_ROOT
 from gan_lightning.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-# Development and CI keep MNIST / FashionMNIST next to the repository.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 # One step checks the wiring (parsing, class paths, data, networks, loss, callbacks), not throughput: a small
 # batch keeps the GPU-sized experiments affordable on a 2-core CPU without changing anything else.
@@ -85,9 +84,9 @@ def _data_args(config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         return []
     name = data.get("init_args", {}).get("name", "MNIST")
     if name in ("MNIST", "FashionMNIST"):
-        if not (SHARED_DATA / name / "raw").is_dir():
-            pytest.skip(f"{name} not found under {SHARED_DATA}")
-        return [f"--data.init_args.root={SHARED_DATA}"]
+        if not (DATA_ROOT / name / "raw").is_dir():
+            pytest.skip(f"{name} not found under {DATA_ROOT} (set GAN_LIGHTNING_DATA)")
+        return [f"--data.init_args.root={DATA_ROOT}"]
     if name == "CIFAR10":
         # Enough images for one step: BATCH_SIZE real images for each of the experiment's n_critic D steps.
         per_step = BATCH_SIZE * config.get("model", {}).get("n_critic", 1)

@@ -4,7 +4,7 @@ It serves two metrics: conditional accuracy (does G draw the class it was asked 
 ``DomainClassifier.features``, FID/KID in a feature space that knows the domain. It trains in a few minutes on
 a 2-core CPU and is cached on disk, one checkpoint per data set:
 
-    python -m gan_lightning classifier --data MNIST --root ../shared/data      # ~99% test accuracy
+    python -m gan_lightning classifier --data MNIST --root data      # ~99% test accuracy (data/MNIST/raw/...)
 
 writes ``~/.cache/gan_lightning/classifiers/MNIST.pt`` (``$GAN_LIGHTNING_CACHE/classifiers/MNIST.pt`` when that
 variable is set), which ``get_classifier("MNIST", root)`` then loads instead of training again.

@@ -10,13 +10,13 @@ from gan_lightning.errors import DataNotFound, UserError
 
 
 def classifier_main(argv: Sequence[str]) -> int:
-    """``python -m gan_lightning classifier --data MNIST --root ../shared/data [--out PATH] ...``"""
+    """``python -m gan_lightning classifier --data MNIST --root data [--out PATH] ...``"""
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser(prog="python -m gan_lightning classifier",
                             description="Train the domain classifier of a data set (for conditional accuracy and FID).")
     parser.add_argument("--data", type=str, default="MNIST", help=f"One of {sorted(DATASETS)}.")
-    parser.add_argument("--root", type=str, default="data", help="Folder with torchvision's layout (e.g. ../shared/data).")
+    parser.add_argument("--root", type=str, default="data", help="Folder with torchvision's layout (data/MNIST/raw/...).")
     parser.add_argument("--out", type=Optional[str], default=None,
                         help="Checkpoint to write (default: the cache, <cache>/classifiers/<data>.pt).")
     parser.add_argument("--epochs", type=Optional[int], default=None,
