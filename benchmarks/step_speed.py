@@ -1,6 +1,6 @@
 """Training-step speed: gan_lightning vs a hand-written PyTorch loop vs the usual Lightning GAN pattern.
 
-Two models, each with the same math in all three variants:
+Two models, each with the same math in all four variants:
 
 - ``dcgan``: the default experiment (``experiments/cgan_mnist5k.yaml``): a class-conditional DCGAN (conditional
   BN in G, spectral-norm projection D with an auxiliary class head, hinge loss plus the AC-GAN class loss in
@@ -83,11 +83,13 @@ def nets(seed: int = 0) -> tuple[DCGANGenerator, DCGANDiscriminator]:
     return g, d
 
 
-DEFAULT_EMA = 0.995  # the default experiment's (its ema_start only delays the averaging; here it runs from step 1)
+# experiments/cgan_mnist5k.yaml's recipe (tests/test_benchmarks.py checks that they agree); its ema_start only
+# delays the averaging, which here runs from step 1.
+DEFAULT_EMA, DEFAULT_LR, DEFAULT_BETAS, DEFAULT_CLASS_WEIGHT = 0.995, 3.2e-3, (0.5, 0.999), 1.0
 
 
 def adam(params: Any) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=3.2e-3, betas=(0.5, 0.999))
+    return torch.optim.Adam(params, lr=DEFAULT_LR, betas=DEFAULT_BETAS)
 
 
 def data(batch: int) -> EmbeddedMNIST:
@@ -165,13 +167,14 @@ def image_iteration(g: nn.Module, d: nn.Module, x: Tensor, y: Tensor, opt_g: Any
         fake_logits, fake_aux = _scores(d(fake.detach(), y_fake))
     d_loss = F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
     if real_aux is not None:
-        d_loss = d_loss + 1.0 * F.cross_entropy(real_aux, y) + 1.0 * F.cross_entropy(fake_aux, y_fake)
+        d_loss = (d_loss + DEFAULT_CLASS_WEIGHT * F.cross_entropy(real_aux, y)
+                  + DEFAULT_CLASS_WEIGHT * F.cross_entropy(fake_aux, y_fake))
     optimizer_step(opt_d, d_loss)
     with held_fixed(d):
         g_logits, g_aux = _scores(d(fake, y_fake))
         g_loss = -g_logits.mean()
         if g_aux is not None:
-            g_loss = g_loss + 1.0 * F.cross_entropy(g_aux, y_fake)
+            g_loss = g_loss + DEFAULT_CLASS_WEIGHT * F.cross_entropy(g_aux, y_fake)
         optimizer_step(opt_g, g_loss)
 
 
@@ -294,8 +297,8 @@ def _trainer(steps: int, clock: _Clock, **kwargs: Any) -> pl.Trainer:
 
 def default_gan(g: nn.Module, d: nn.Module) -> GAN:
     """The default experiment's model around ``g`` and ``d``."""
-    return GAN(g, d, loss="hinge", regularizers=[ClassLoss(weight=1.0)], ema_decay=DEFAULT_EMA, g_optimizer=adam,
-               d_optimizer=adam)
+    return GAN(g, d, loss="hinge", regularizers=[ClassLoss(weight=DEFAULT_CLASS_WEIGHT)], ema_decay=DEFAULT_EMA,
+               g_optimizer=adam, d_optimizer=adam)
 
 
 def run_gan_lightning(steps: int, warmup: int, batch: int) -> float:

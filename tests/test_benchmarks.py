@@ -227,7 +227,8 @@ def test_step_speed_toy_model_is_the_committed_toy_recipe():
     """The toy step-speed model is experiments/toy_ring.yaml's recipe (networks, loss, R1, EMA, optimizer, schedule)."""
     import step_speed as S
 
-    model = yaml.safe_load((REPO / "experiments" / "toy_ring.yaml").read_text())["model"]
+    config = yaml.safe_load((REPO / "experiments" / "toy_ring.yaml").read_text())
+    model = config["model"]
     g, d = model["generator"]["init_args"], model["discriminator"]["init_args"]
     assert (g["latent_dim"], g["hidden"], g["norm"]) == (S.TOY_LATENT, S.TOY_G_HIDDEN, "none")
     assert (d["hidden"], d["maxout_pieces"]) == (S.TOY_D_HIDDEN, S.TOY_PIECES)
@@ -239,5 +240,39 @@ def test_step_speed_toy_model_is_the_committed_toy_recipe():
         assert opt["class_path"] == "torch.optim.Adam"
         assert (opt["init_args"]["lr"], tuple(opt["init_args"]["betas"])) == (S.TOY_LR, S.TOY_BETAS)
         assert model[f"{role}_lr_scheduler"]["init_args"]["decay_start"] == S.TOY_DECAY_START
-    data = yaml.safe_load((REPO / "experiments" / "toy_ring.yaml").read_text())["data"]["init_args"]
-    assert data["batch_size"] == S.DEFAULTS["toy"][2]
+    assert config["data"]["init_args"]["batch_size"] == S.DEFAULTS["toy"][2]
+
+
+def test_step_speed_default_model_is_the_committed_default_recipe():
+    """The dcgan step-speed model is experiments/cgan_mnist5k.yaml's recipe: networks, conditioning, hinge loss
+    with the class loss, EMA, optimizers, batch."""
+    import step_speed as S
+
+    config = yaml.safe_load((REPO / "experiments" / "cgan_mnist5k.yaml").read_text())
+    model = config["model"]
+    g, d = S.nets()
+    g_args, d_args = model["generator"]["init_args"], model["discriminator"]["init_args"]
+    assert (g.latent_dim, type(g).__name__, type(g.conditioning).__name__) == (
+        g_args["latent_dim"], model["generator"]["class_path"].rsplit(".", 1)[1],
+        g_args["conditioning"]["class_path"].rsplit(".", 1)[1])
+    assert type(d).__name__ == model["discriminator"]["class_path"].rsplit(".", 1)[1] and d_args["norm"] == "spectral"
+    assert type(d.conditioning).__name__ == "Projection" and d.conditioning.has_class_head
+    assert d_args["conditioning"]["init_args"] == {"classifier": True}
+    # The widths: networks built from the YAML's sizes have the benchmark's parameter shapes.
+    from gan_lightning.conditioning import ConditionalBatchNorm, Projection
+    from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator
+
+    g_yaml = DCGANGenerator(latent_dim=g_args["latent_dim"], ngf=g_args["ngf"], num_classes=10,
+                            conditioning=ConditionalBatchNorm())
+    d_yaml = DCGANDiscriminator(ndf=d_args["ndf"], norm=d_args["norm"], num_classes=10,
+                                conditioning=Projection(classifier=True))
+    for built, bench in ((g_yaml, g), (d_yaml, d)):
+        assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in bench.state_dict().items()}
+    assert model["loss"] == "hinge" and model["ema_decay"] == S.DEFAULT_EMA
+    assert [(r["class_path"], r["init_args"]["weight"]) for r in model["regularizers"]] == [
+        ("gan_lightning.regularizers.ClassLoss", S.DEFAULT_CLASS_WEIGHT)]
+    for role in ("g", "d"):
+        opt = model[f"{role}_optimizer"]
+        assert opt["class_path"] == "torch.optim.Adam"
+        assert (opt["init_args"]["lr"], tuple(opt["init_args"]["betas"])) == (S.DEFAULT_LR, S.DEFAULT_BETAS)
+    assert config["data"]["init_args"]["batch_size"] == S.DEFAULTS["dcgan"][2]
