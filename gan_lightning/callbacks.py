@@ -107,7 +107,9 @@ class SampleGrid(pl.Callback):
 class ToyMetrics(pl.Callback):
     """Mode coverage (PacGAN protocol) of ``num_samples`` toy samples every ``every_n_steps`` generator steps and at the
     end, logged as ``val/modes``, ``val/high_quality``, ``val/reverse_kl``; the final values are also written to
-    ``<run dir>/metrics.json``. Needs a data module with ``modes`` and ``sigma`` (``ToyDataModule``)."""
+    ``<run dir>/metrics.json``. With ``model.refinement``, the samples are refined ones, and the same values for the
+    generator's unrefined samples are logged beside them (``val/high_quality_unrefined``, ...). Needs a data module
+    with ``modes`` and ``sigma`` (``ToyDataModule``)."""
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 2500, seed: int = 1) -> None:
         self.every_n_steps, self.num_samples, self.seed = every_n_steps, num_samples, seed
@@ -120,6 +122,10 @@ class ToyMetrics(pl.Callback):
         conditions = pl_module.conditioning.conditions(self.num_samples, _real_fn(datamodule))
         points = draw(pl_module, self.num_samples, seed=self.seed, labels=conditions)
         self.last = mode_coverage(points, datamodule.modes, datamodule.sigma)
+        if getattr(pl_module, "refinement", None) is not None:
+            # The generator's own samples too, so that what refinement adds stays visible.
+            plain = draw(pl_module, self.num_samples, seed=self.seed, labels=conditions, refine=False)
+            self.last.update({f"{k}_unrefined": v for k, v in mode_coverage(plain, datamodule.modes, datamodule.sigma).items()})
         return self.last
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:

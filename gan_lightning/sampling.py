@@ -134,22 +134,23 @@ def labels_for(n: int, num_classes: int, labels: Optional[Sequence[int]] = None,
 
 @torch.no_grad()
 def draw_indices(model, index: Tensor, seed: int = 0, labels: Optional[Tensor] = None, ema: bool = True,
-                 truncation: Optional[float] = None) -> Tensor:
-    """Samples number ``index`` of the seeded draw (with their labels or conditions), in data space, on the CPU."""
+                 truncation: Optional[float] = None, refine: bool = True) -> Tensor:
+    """Samples number ``index`` of the seeded draw (with their labels or conditions), in data space, on the CPU;
+    through the model's refinement when it has one, unless ``refine=False``."""
     z = noise_for(index, model.latent_dim, model.latent_prior, seed, truncation).to(model.device)
     y = labels.to(model.device) if labels is not None else None
-    return model.generate(z, y, ema=ema).float().cpu()
+    return model.generate(z, y, ema=ema, refine=refine).float().cpu()
 
 
 @torch.no_grad()
 def draw(model, n: int, seed: int = 0, labels: Optional[Tensor] = None, batch_size: int = 500,
-         start: int = 0, ema: bool = True, truncation: Optional[float] = None) -> Tensor:
-    """Samples ``start .. start+n-1`` of the seeded draw, in data space, on the CPU."""
+         start: int = 0, ema: bool = True, truncation: Optional[float] = None, refine: bool = True) -> Tensor:
+    """Samples ``start .. start+n-1`` of the seeded draw, in data space, on the CPU (refined as ``draw_indices``)."""
     out = []
     for lo in range(0, n, batch_size):
         idx = torch.arange(start + lo, start + min(n, lo + batch_size))
         y = labels[lo : lo + len(idx)] if labels is not None else None
-        out.append(draw_indices(model, idx, seed, y, ema, truncation))
+        out.append(draw_indices(model, idx, seed, y, ema, truncation, refine))
     return torch.cat(out) if out else torch.empty(0)
 
 

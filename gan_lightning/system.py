@@ -46,6 +46,7 @@ from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
 from gan_lightning.losses import GANLoss, LossName, get_loss
 from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.refinement import LatentRefinement
 from gan_lightning.parametrized import restore_parametrizations, strip_parametrizations
 from gan_lightning.regularizers import Context, Regularizer, Side
 from gan_lightning.resume import check_finite, check_same_model, gather_rng_states, provenance, set_rng_state
@@ -181,6 +182,7 @@ class GAN(pl.LightningModule):
         d_step: Literal["joint", "split"] = "joint",         # joint: one D step on real+fake; split: a fake step then a real step.
         n_critic: int = 1,                                   # D steps per G step.
         latent_prior: Literal["normal", "uniform"] = "normal",  # normal: N(0, I); uniform: U(-1, 1).
+        refinement: Optional[LatentRefinement] = None,       # D-guided refinement of every sample drawn (gan_lightning.refinement).
         ema_decay: float = 0.0,                              # Decay of the EMA copy of G used for sampling, 0 = no EMA.
         ema_start: int = 0,                                  # G steps before the EMA starts averaging (copies G until then).
         grad_clip_norm: float = 0.0,                         # Clip each network's gradient norm to this, 0 = off.
@@ -197,7 +199,8 @@ class GAN(pl.LightningModule):
             self.save_hyperparameters()
         else:
             self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer",
-                                              "g_lr_scheduler", "d_lr_scheduler", "loss", "regularizers", "augment"])
+                                              "g_lr_scheduler", "d_lr_scheduler", "loss", "regularizers", "augment",
+                                              "refinement"])
         regularizers = list(regularizers or [])
         self.loss = get_loss(loss)
         check_choice("d_step", d_step, D_STEPS)
@@ -228,6 +231,9 @@ class GAN(pl.LightningModule):
         self.d_step_mode = d_step
         self.n_critic = int(n_critic)
         self.latent_prior = latent_prior
+        if refinement is not None and not isinstance(refinement, LatentRefinement):
+            raise UserError(f"model.refinement: {type(refinement).__name__} is not a gan_lightning.refinement.LatentRefinement")
+        self.refinement = refinement
         self.ema_decay = float(ema_decay)
         self.ema_start = int(ema_start)
         self.grad_clip_norm = float(grad_clip_norm)
@@ -352,16 +358,27 @@ class GAN(pl.LightningModule):
         return torch.rand(n, device=self.device)
 
     @torch.no_grad()
-    def generate(self, z: Tensor, c: Optional[Tensor] = None, ema: bool = True) -> Tensor:
-        """Samples for given noise (and conditions), in eval mode, from the EMA generator unless ``ema=False``."""
+    def generate(self, z: Tensor, c: Optional[Tensor] = None, ema: bool = True, refine: bool = True) -> Tensor:
+        """Samples for given noise (and conditions), in eval mode, from the EMA generator unless ``ema=False``;
+        the noise goes through ``model.refinement`` first when there is one, unless ``refine=False``."""
         self.conditioning.check(c, z.shape[0])
         net = self.sampling_generator if ema else self.generator
-        was_training = net.training
-        net.eval()
+        nets = [net] + ([self.discriminator] if refine and self.refinement is not None else [])
+        was_training = [m.training for m in nets]
+        for m in nets:
+            m.eval()
         try:
+            if len(nets) > 1:
+                z = self.refinement(z, c, net, self._scores, self.latent_prior)
             return net(z, c)
         finally:
-            net.train(was_training)
+            for m, mode in zip(nets, was_training):
+                m.train(mode)
+
+    def _scores(self, x: Tensor, c: Optional[Tensor]) -> Tensor:
+        """D's scores ``(N,)`` on ``x`` as it is (no augmentation): what refinement climbs."""
+        out = self.discriminator(x, c)
+        return out[0] if isinstance(out, tuple) else out
 
     # ------------------------------------------------------------------ the two phases
     def _critic(self, net: nn.Module, x: Tensor, c: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:

@@ -62,6 +62,8 @@ CASES = [
     ("net_choice", _fit() + " --model.generator.init_args.norm=foo", "error: model.generator.norm: expected one of"),
     ("negative_gamma", _fit() + " '--model.regularizers=[{{class_path: gan_lightning.regularizers.R1, init_args: {{gamma: -1}}}}]'",
      "error: R1.gamma: must be >= 0"),
+    ("refinement_steps", _fit() + " --model.refinement.init_args.steps=0",
+     "error: LatentRefinement.steps: must be an integer >= 1"),
     ("relativistic_split", _fit() + " --model.loss=relativistic --model.d_step=split",
      "error: model.d_step: RelativisticLoss pairs real and fake scores"),
     ("shape_mismatch", _fit() + " --model.generator.class_path=gan_lightning.nets.DCGANGenerator",

@@ -353,9 +353,9 @@ def test_grid_is_fixed_by_the_seed_and_changes_only_with_the_networks(trained, t
     inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
     generate = GAN.generate
 
-    def recording(self, z, c=None, ema=True):
+    def recording(self, z, c=None, ema=True, **kwargs):
         inputs.append((z.clone(), None if c is None else c.clone()))
-        return generate(self, z, c, ema)
+        return generate(self, z, c, ema, **kwargs)
 
     monkeypatch.setattr(GAN, "generate", recording)
     step2, step4 = step_ckpt(trained, "cmnist", 2), step_ckpt(trained, "cmnist", 4)
