@@ -46,8 +46,8 @@ from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
 from gan_lightning.losses import GANLoss, LossName, get_loss
 from gan_lightning.nets.base import Discriminator, Generator
-from gan_lightning.refinement import LatentRefinement
 from gan_lightning.parametrized import restore_parametrizations, strip_parametrizations
+from gan_lightning.refinement import LatentRefinement
 from gan_lightning.regularizers import Context, Regularizer, Side
 from gan_lightning.resume import check_finite, check_same_model, gather_rng_states, provenance, set_rng_state
 
