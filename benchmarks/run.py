@@ -7,7 +7,8 @@ tables, PNG plots under ``benchmarks/results/``).
     .venv/bin/python benchmarks/run.py toy_quality --seeds 0   # one benchmark script by name, with its options
 
 Sections: ``step_speed`` (ms per training step of gan_lightning, a hand-written loop and the usual Lightning
-pattern, on the default experiment's networks and on the toy networks), ``startup`` (import, and command to first
+pattern, on the default experiment's networks and on the toy networks; and what Lightning's loop costs around an
+empty step), ``startup`` (import, and command to first
 training step), ``time_to_quality`` (toy grid and default experiment metrics against training time, and the
 metric callback's share). Every figure is a median over alternating rounds and every ratio is measured side by
 side in one run, except the time-to-quality curves, which are one training run each. The GPU section of an
@@ -36,7 +37,7 @@ SCRIPTS = ["step_speed", "startup", "time_to_quality", "ddp_throughput", "toy_qu
            "cgan_quality", "spatial_quality"]
 SECTIONS = ["step_speed", "startup", "time_to_quality"]
 # Settings of --quick: enough to run every code path and produce every table and plot.
-QUICK = {"steps": 4, "warmup": 2, "rounds": 1, "startup_rounds": 1, "toy_steps": 40, "toy_every": 20,
+QUICK = {"steps": 4, "warmup": 2, "rounds": 1, "loop_batches": 10, "startup_rounds": 1, "toy_steps": 40, "toy_every": 20,
          "cgan_steps": 20, "cgan_every": 10, "cgan_samples": 200, "cgan_reference": 200}
 
 
@@ -64,6 +65,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=None, help="timed steps (default: dcgan 150, toy 600)")
     g.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: dcgan 20, toy 50)")
     g.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    g.add_argument("--loop_batches", type=int, default=3000, help="timed batches of Lightning's loop alone")
     g = p.add_argument_group("startup")
     g.add_argument("--startup_rounds", type=int, default=5)
     g = p.add_argument_group("time_to_quality")
@@ -97,6 +99,9 @@ def section_step_speed(args: argparse.Namespace, results: Path, out: Path) -> st
         print(f"# step_speed: {model} ...", file=sys.stderr, flush=True)
         result = step_speed.measure(model, args.steps, args.warmup, args.rounds)
         parts.append(step_speed.markdown(result, args.threads))
+    print("# step_speed: Lightning's loop alone ...", file=sys.stderr, flush=True)
+    loop = step_speed.loop_cost(args.loop_batches, min(100, args.loop_batches), args.rounds)
+    parts.append(step_speed.loop_markdown(loop))
     return "\n\n".join(parts)
 
 

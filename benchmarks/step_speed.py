@@ -30,6 +30,9 @@ time divided by the variant's time in the same round (higher is faster; targets 
 on the default networks, >= 0.97 on the toy networks), and
 ``overhead`` the median over rounds of the variant's time minus plain's, in ms per step.
 
+With the toy model, a last table times Lightning's loop by itself (``loop_cost``): ``fit`` of a module whose step
+is one optimizer step on a one-element parameter, against iterating the same data loader alone.
+
     .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds 5] [--threads 1]
 """
 
@@ -469,6 +472,55 @@ VARIANTS: dict[str, dict[str, Callable[[int, int, int], float]]] = {
 }
 
 
+# ------------------------------------------------------------------------------------------------ the loop alone
+class EmptyStep(pl.LightningModule):
+    """A manual-optimization module whose step does nothing but one counted optimizer step on a one-element
+    parameter: ``Trainer.fit`` of it costs Lightning's loop (fetching, batch transfer, hooks, progress, logging
+    checks) and the data loader, and next to no compute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.p = nn.Parameter(torch.zeros(1))
+
+    def configure_optimizers(self) -> Any:
+        return torch.optim.SGD([self.p], lr=0.0)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        self.optimizers().step()
+
+
+def loop_cost(batches: int = 3000, warmup: int = 100, rounds: int = 3, batch: int = 100) -> dict[str, Any]:
+    """Per-batch seconds of ``fit`` with ``EmptyStep`` on the toy data (same trainer settings as the variants)
+    and of iterating the same data loader alone, in alternating rounds: their difference is what Lightning's
+    loop costs per training step whatever the step does."""
+    times: dict[str, list[float]] = {"fit_empty_step": [], "data_loader_alone": []}
+    for _ in range(rounds):
+        clock = _Clock(warmup)
+        _trainer(batches + warmup, clock).fit(EmptyStep(), toy_data(batch))
+        times["fit_empty_step"].append((clock.end - clock.start) / batches)
+        loader = cycle(toy_data(batch).train_dataloader())
+        for _ in range(warmup):
+            next(loader)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(loader)
+        times["data_loader_alone"].append((time.perf_counter() - start) / batches)
+    return {"batches": batches, "warmup": warmup, "rounds": rounds, "batch": batch, "times": times}
+
+
+def loop_markdown(result: dict[str, Any]) -> str:
+    times = result["times"]
+    loop = [f - d for f, d in zip(times["fit_empty_step"], times["data_loader_alone"])]
+    head = (f"Lightning's loop by itself: `fit` of a module whose step is one optimizer step on a one-element "
+            f"parameter, against iterating the same toy data loader alone; batch {result['batch']}, "
+            f"{result['batches']} timed batches after {result['warmup']}, alternating rounds: {result['rounds']}")
+    rows = [("fit, empty step", f"{1000 * median(times['fit_empty_step']):.3f}"),
+            ("data loader alone", f"{1000 * median(times['data_loader_alone']):.3f}"),
+            ("Lightning's loop (difference, median over rounds)", f"{1000 * median(loop):.3f}")]
+    return head + "\n\n" + table(["what", "ms per training step (median)"], rows)
+
+
 # ------------------------------------------------------------------------------------------------ measuring
 def measure(model: str, steps: Optional[int] = None, warmup: Optional[int] = None, rounds: int = 5,
             batch: Optional[int] = None) -> dict[str, Any]:
@@ -520,6 +572,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     for model in args.model:
         result = measure(model, args.steps, args.warmup, args.rounds, args.batch)
         print("\nstep speed: " + markdown(result, args.threads) + "\n", flush=True)
+    if "toy" in args.model:
+        print("\n" + loop_markdown(loop_cost(rounds=args.rounds)) + "\n", flush=True)
 
 
 if __name__ == "__main__":

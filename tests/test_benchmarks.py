@@ -66,6 +66,10 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
         assert overhead == "—" if variant == "plain" else re.fullmatch(NUMBER, overhead)
     assert [r[2] for r in rows[::4]] == ["1.000x", "1.000x"]
     assert "cgan_mnist5k networks" in text and "toy_ring networks" in text
+    # Lightning's loop alone: fit of an empty step, the data loader alone, and their difference.
+    loop = _table_rows(text, "| what | ms per training step")
+    assert [r[0] for r in loop] == ["fit, empty step", "data loader alone", "Lightning's loop (difference, median over rounds)"]
+    assert float(loop[0][1]) > 0 and float(loop[1][1]) > 0 and re.fullmatch(NUMBER, loop[2][1])
 
     # Start-up: import, first step, whole command.
     rows = _table_rows(text, "| command |")
