@@ -363,27 +363,29 @@ class GAN(pl.LightningModule):
         the noise goes through ``model.refinement`` first when there is one, unless ``refine=False``."""
         self.conditioning.check(c, z.shape[0])
         net = self.sampling_generator if ema else self.generator
-        nets = [net] + ([self.discriminator] if refine and self.refinement is not None else [])
+        refining = refine and self.refinement is not None
+        nets = [net, self.discriminator] if refining else [net]
         was_training = [m.training for m in nets]
         for m in nets:
             m.eval()
         try:
-            if len(nets) > 1:
-                z = self.refinement(z, c, net, self._scores, self.latent_prior)
+            if refining:
+                z = self.refinement(z, c, net, self._plain_scores, self.latent_prior)
             return net(z, c)
         finally:
             for m, mode in zip(nets, was_training):
                 m.train(mode)
 
-    def _scores(self, x: Tensor, c: Optional[Tensor]) -> Tensor:
-        """D's scores ``(N,)`` on ``x`` as it is (no augmentation): what refinement climbs."""
-        out = self.discriminator(x, c)
-        return out[0] if isinstance(out, tuple) else out
+    def _plain_scores(self, x: Tensor, c: Optional[Tensor]) -> Tensor:
+        """D's scores ``(N,)`` on ``x`` as it is, without augmentation: what refinement climbs."""
+        return self._critic(self.discriminator, x, c, augment=False)[0]
 
     # ------------------------------------------------------------------ the two phases
-    def _critic(self, net: nn.Module, x: Tensor, c: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        """D's scores ``(N,)`` on (augmented) ``x`` and, with a class head, its class logits ``(N, K)``."""
-        if self.augment is not None:
+    def _critic(self, net: nn.Module, x: Tensor, c: Optional[Tensor],
+                augment: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+        """D's scores ``(N,)`` on (augmented, unless ``augment=False``) ``x`` and, with a class head, its class
+        logits ``(N, K)``."""
+        if augment and self.augment is not None:
             x = self.augment(x)
         out = net(x, c)
         return out if isinstance(out, tuple) else (out, None)
