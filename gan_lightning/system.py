@@ -37,6 +37,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
+from gan_lightning import loop as lean_loop
 from gan_lightning.augment import Augment
 from gan_lightning.checks import check_choice, check_networks, check_objective, check_range
 from gan_lightning.compat import (batch_norm_modules, cli_hyperparameters_active, counted_optimizer_step,
@@ -54,6 +55,9 @@ from gan_lightning.resume import check_finite, check_same_model, gather_rng_stat
 D_STEPS = ("joint", "split")
 PRIORS = ("normal", "uniform")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
+
+_PLAIN_VALUES = frozenset({type(None), str, bool, int, float})
 
 
 def _no_op_closure() -> None:
@@ -248,6 +252,19 @@ class GAN(pl.LightningModule):
         self._readouts_wanted = True  # d_phase's D(x) and D(G(z)) statistics
         self._schedulers: list[Any] = []
         self._images_seen, self._seconds_before, self._world_size, self._fit_started = 0, 0.0, 1, time.perf_counter()
+
+    # nn.Module.__setattr__ tests every value against Parameter, Buffer, Module and Tensor (Python-level instance
+    # checks, a few µs a call). Lightning sets _current_fx_name twice around each of the ~10 hooks it calls per
+    # training step, which made this the largest single cost of its loop around a small step. Plain values (None,
+    # str, bool, int, float) under a name that is not a registered parameter, buffer or submodule end where
+    # nn.Module would put them (object.__setattr__, properties included), without the tests.
+    def __setattr__(self, name: str, value: Any) -> None:
+        state = self.__dict__
+        if (type(value) in _PLAIN_VALUES and "_modules" in state and name not in state["_parameters"]
+                and name not in state["_buffers"] and name not in state["_modules"]):
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
     # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.
@@ -591,6 +608,14 @@ class GAN(pl.LightningModule):
             set_rng_state(state)
         self._direct_steps = direct_steps_possible(self.trainer, self)
         self._schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        # One device, nothing unusual: training batches skip the hook dispatches that would do nothing.
+        lean_loop.install(self.trainer, self)
+
+    def on_train_end(self) -> None:
+        lean_loop.uninstall(self.trainer)
+
+    def on_exception(self, exception: BaseException) -> None:
+        lean_loop.uninstall(self.trainer)
 
     # ------------------------------------------------------------------ schedules and EMA
     def _step_schedulers(self) -> None:

@@ -1,0 +1,153 @@
+"""The lean training batch (``gan_lightning.loop``): one-device fits run it, and it does exactly what Lightning's
+epoch loop does: the same hooks with the same arguments, the same progress counters, the same logged values and
+the same weights. Everything unusual runs Lightning's own loop."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.profilers import SimpleProfiler
+
+from gan_lightning import loop as lean_loop
+from gan_lightning.data import ToyDataModule
+from gan_lightning.nets import MLPDiscriminator, MLPGenerator
+from gan_lightning.regularizers import R1
+from gan_lightning.system import GAN
+
+BATCH = 8
+TIMING = {"progress/seconds", "progress/sec_per_kimg"}  # wall-clock values: differ between any two runs
+
+
+def tiny_gan(cls: type = GAN, **kwargs) -> GAN:
+    torch.manual_seed(0)
+    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[8, 8])
+    d = MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=2)
+    return cls(g, d, regularizers=[R1(gamma=0.1)], ema_decay=0.9, **kwargs)
+
+
+class HookLog(pl.Callback):
+    """Records every batch hook with its arguments and what the trainer reports at the time, and logs a value
+    from ``on_train_batch_end`` (which Lightning accepts only while the hook is named as running)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.lean: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        self.lean.append(getattr(loop.advance, "__func__", None) is lean_loop.lean_advance)
+        self.calls.append(("start", batch_idx, trainer.global_step, pl_module._current_fx_name,
+                           batch[0].sum().item(), loop.batch_progress.current.ready))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        self.calls.append(("end", batch_idx, trainer.global_step, pl_module._current_fx_name, outputs,
+                           batch[0].sum().item(), progress.current.processed, progress.total.completed,
+                           progress.is_last_batch))
+        pl_module.log("callback/step", float(trainer.global_step), on_step=True, on_epoch=False)
+
+
+def _fit(tmp_path: Path, name: str, steps: int = 19, cls: type = GAN, **trainer_kwargs):
+    """19 generator steps over epochs of 8 batches, logging every 3 steps to a CSV file."""
+    model = tiny_gan(cls)
+    log = HookLog()
+    torch.manual_seed(1)
+    trainer = pl.Trainer(max_steps=steps, max_epochs=-1, accelerator="cpu", devices=1, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=3,
+                         logger=CSVLogger(str(tmp_path), name=name, version=0), callbacks=[log], **trainer_kwargs)
+    trainer.fit(model, ToyDataModule(num_samples=64, batch_size=BATCH))
+    rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
+    rows = [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+    return model, trainer, log, rows
+
+
+def test_lean_batches_do_exactly_what_lightnings_loop_does(tmp_path, monkeypatch):
+    lean_model, lean_trainer, lean_log, lean_rows = _fit(tmp_path, "lean")
+    assert all(lean_log.lean) and len(lean_log.lean) == 19
+    monkeypatch.setattr(lean_loop, "lean_loop_possible", lambda trainer, module: False)
+    own_model, own_trainer, own_log, own_rows = _fit(tmp_path, "lightning")
+    assert not any(own_log.lean)
+
+    assert lean_log.calls == own_log.calls
+    assert [c[3] for c in lean_log.calls] == ["on_train_batch_start", "on_train_batch_end"] * 19
+    assert lean_trainer.global_step == own_trainer.global_step == 19
+    assert lean_trainer.fit_loop.state_dict() == own_trainer.fit_loop.state_dict()
+    assert lean_trainer.fit_loop.epoch_loop._batches_that_stepped == 19
+    assert lean_rows == own_rows and len(lean_rows) >= 6
+    assert {"train/d_loss", "train/g_loss", "callback/step"} <= set(lean_rows[0])
+    assert lean_trainer.callback_metrics.keys() == own_trainer.callback_metrics.keys()
+    for key in lean_trainer.callback_metrics.keys() - TIMING:
+        assert torch.equal(lean_trainer.callback_metrics[key], own_trainer.callback_metrics[key]), key
+    lean_state, own_state = lean_model.state_dict(), own_model.state_dict()
+    assert lean_state.keys() == own_state.keys()
+    for key in lean_state:
+        assert torch.equal(lean_state[key], own_state[key]), key
+
+
+def test_the_loop_gets_its_own_advance_back_after_fit(tmp_path):
+    _, trainer, log, _ = _fit(tmp_path, "run", steps=3)
+    assert all(log.lean)
+    assert "advance" not in vars(trainer.fit_loop.epoch_loop)
+
+
+def test_a_profiler_gets_lightnings_loop_with_every_hook(tmp_path):
+    profiler = SimpleProfiler()
+    _, trainer, log, _ = _fit(tmp_path, "profiled", steps=5, profiler=profiler)
+    assert not any(log.lean)
+    assert any("on_train_batch_start" in action for action in profiler.recorded_durations)
+
+
+class WithBatchStart(GAN):
+    def on_train_batch_start(self, batch, batch_idx):
+        self.starts = getattr(self, "starts", 0) + 1
+
+
+def test_a_module_with_its_own_batch_start_gets_lightnings_loop(tmp_path):
+    model, _, log, _ = _fit(tmp_path, "batch_start", steps=5, cls=WithBatchStart)
+    assert not any(log.lean) and model.starts == 5
+
+
+class Shifted(ToyDataModule):
+    """A data module with its own batch transfer: every batch moved by +100."""
+
+    transfers = 0
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        Shifted.transfers += 1
+        return [batch[0] + 100.0, *batch[1:]]
+
+
+def test_batch_transfer_hooks_still_run_on_lean_batches(make_trainer):
+    model = tiny_gan()
+    seen = []
+
+    class Seen(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((getattr(trainer.fit_loop.epoch_loop.advance, "__func__", None), float(batch[0].min())))
+
+    Shifted.transfers = 0
+    make_trainer(6, callbacks=[Seen()]).fit(model, Shifted(num_samples=64, batch_size=BATCH))
+    assert Shifted.transfers == 6
+    assert all(func is lean_loop.lean_advance and low > 50.0 for func, low in seen)
+
+
+@pytest.mark.parametrize("hook", ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"])
+def test_any_batch_transfer_hook_routes_the_batch_through_lightning(make_trainer, hook):
+    calls = []
+
+    class Hooked(GAN):
+        pass
+
+    def hooked(self, batch, *args):
+        calls.append(hook)
+        return batch if hook != "transfer_batch_to_device" else [t.to(args[0]) for t in batch]
+
+    setattr(Hooked, hook, hooked)
+    model = tiny_gan(Hooked)
+    make_trainer(4).fit(model, ToyDataModule(num_samples=64, batch_size=BATCH))
+    assert calls == [hook] * 4
