@@ -62,10 +62,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads in every section")
     p.add_argument("--note", default=None, help="a line added under the title (e.g. how busy the machine was)")
     g = p.add_argument_group("step_speed")
-    g.add_argument("--steps", type=int, default=None, help="timed steps (default: dcgan 150, toy 600)")
+    g.add_argument("--steps", type=int, default=None, help="iterations per turn, a multiple of the logging cadence of 50 (default: dcgan 50, toy 100)")
     g.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: dcgan 20, toy 50)")
-    g.add_argument("--rounds", type=int, default=5, help="alternating rounds")
-    g.add_argument("--loop_batches", type=int, default=3000, help="timed batches of Lightning's loop alone")
+    g.add_argument("--rounds", type=int, default=15, help="timed rounds of turns, every variant one turn per round")
+    g.add_argument("--loop_batches", type=int, default=500, help="batches per turn of Lightning's loop alone")
     g = p.add_argument_group("startup")
     g.add_argument("--startup_rounds", type=int, default=5)
     g = p.add_argument_group("time_to_quality")
@@ -92,7 +92,8 @@ def section_step_speed(args: argparse.Namespace, results: Path, out: Path) -> st
         "`gan_lightning.system.GAN` (logging every 50 steps, divergence guard on, no progress bar), a hand-written "
         "PyTorch loop doing exactly the same math (it reaches the same weights as `fit` bit for bit: "
         "`tests/test_benchmarks.py`), and the usual Lightning GAN pattern (`toggle_optimizer`, fakes generated twice). "
-        "Speed vs plain is the median over rounds of the per-round ratio; the overhead is the median of the "
+        "The variants run side by side in one process, taking turns of a few iterations in an order rotated each "
+        "round. Speed vs plain is the median over rounds of the per-round ratio; the overhead is the median of the "
         "per-round difference. `benchmarks/step_speed.py`.",
     ]
     for model in ("dcgan", "toy"):

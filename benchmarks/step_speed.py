@@ -17,28 +17,33 @@ Variants:
   advanced once per D step), G step through D with D's parameters frozen, EMA update, schedulers; the batches
   come from the same data module's loader. No logging. The reference (1.00).
 - ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.system.GAN`` as ``fit`` runs it (step logging every 50
-  steps, the divergence guard), progress bar and checkpoints off.
+  steps, the divergence guard, the lean training batch of ``gan_lightning.loop``), progress bar and checkpoints
+  off.
 - ``lightning_floor``: the plain loop's iteration, unchanged, as the ``training_step`` of a LightningModule run by
-  ``Trainer.fit`` with the same trainer settings: what Lightning's loop, data fetching and hooks cost by
-  themselves, so ``gan_lightning`` minus ``lightning_floor`` is what gan_lightning's own step adds.
+  ``Trainer.fit`` with the same trainer settings: what Lightning's own loop, data fetching and hooks cost around
+  any module. ``gan_lightning`` trims that loop's per-batch work, so it can come in under this floor.
 - ``lightning_usual``: the pattern of Lightning's GAN example: ``toggle_optimizer``, G step first, then a D step
   that generates the fakes a second time; logs every step.
 
-Rounds alternate between the variants (in an order rotated each round). Each variant's ms/step is the median
-over rounds of the time per iteration after warm-up; ``speed vs plain`` is the median over rounds of plain's
-time divided by the variant's time in the same round (higher is faster; targets for gan_lightning: >= 0.95
-on the default networks, >= 0.97 on the toy networks), and
-``overhead`` the median over rounds of the variant's time minus plain's, in ms per step.
+The variants run side by side in one process, each ``fit`` (or loop) in a thread of its own, taking turns
+(``Turns``): while one runs, the others wait. After an untimed round that builds everything and warms up, every
+round gives each variant one turn of ``--steps`` iterations, in an order rotated by one each round, so a drift
+of the machine's speed over seconds lands on all variants of a round alike. Each variant's ms/step is the
+median over rounds of its time per iteration; ``speed vs plain`` is the median over rounds of plain's time
+divided by the variant's time in the same round (higher is faster; targets for gan_lightning: >= 0.95 on the
+default networks, >= 0.97 on the toy networks), and ``overhead`` the median over rounds of the variant's time
+minus plain's, in ms per step.
 
 With the toy model, a last table times Lightning's loop by itself (``loop_cost``): ``fit`` of a module whose step
 is one optimizer step on a one-element parameter, against iterating the same data loader alone.
 
-    .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds 5] [--threads 1]
+    .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds 15] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 from functools import partial
 from typing import Any, Callable, Iterator, Optional
@@ -60,7 +65,7 @@ from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
 VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual")
 # model -> (timed steps, warm-up steps, batch) by default
-DEFAULTS = {"dcgan": (150, 20, 64), "toy": (600, 50, 100)}
+DEFAULTS = {"dcgan": (50, 20, 64), "toy": (100, 50, 100)}
 TITLES = {
     "dcgan": "class-conditional DCGAN (cgan_mnist5k networks) on embedded MNIST",
     "toy": "toy MLP GAN with R1 (toy_ring networks) on the 8-mode ring",
@@ -202,12 +207,14 @@ def toy_iteration(g: nn.Module, d: nn.Module, x: Tensor, opt_g: Any, opt_d: Any,
 
 def plain_image_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator[tuple[Tensor, Tensor]],
                      steps: int, warmup: int, *, make_optimizer: Callable = adam, ema_decay: float = DEFAULT_EMA,
-                     device: str = "cpu", precision: str = "32-true", compile_nets: bool = False) -> float:
+                     device: str = "cpu", precision: str = "32-true", compile_nets: bool = False,
+                     tick: Callable[[], None] = lambda: None) -> float:
     """Seconds per iteration of the hand-written conditional image GAN loop (hinge loss): one G forward, a D step
     on real and detached fakes (spectral norm advanced once), a G step through the held-fixed D, the EMA. When D
     has a class head (it returns scores and class logits), the AC-GAN class loss joins both phases: on the real
     and fake digits in D's step, on the fakes in G's. Mixed precision as Lightning runs it: the whole step under
-    autocast, and for 16-mixed one grad scaler that unscales, steps and updates after every optimizer step."""
+    autocast, and for 16-mixed one grad scaler that unscales, steps and updates after every optimizer step.
+    ``tick()`` is called after every iteration."""
     dev = torch.device(device)
     g, d, ema = g.to(dev), d.to(dev), ema.to(dev)
     if compile_nets:
@@ -238,20 +245,22 @@ def plain_image_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterat
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
             image_iteration(g, d, x, y, opt_g, opt_d, optimizer_step)
         ema_update(ema, g, ema_decay)
+        tick()
     _sync()
     return (time.perf_counter() - start) / steps
 
 
-def run_plain(steps: int, warmup: int, batch: int) -> float:
+def run_plain(iterations: int, batch: int, tick: Callable[[], None]) -> None:
     g, d = nets()
-    return plain_image_loop(g, d, ema_copy(g, lambda: nets()[0]), cycle(data(batch).train_dataloader()),
-                            steps, warmup)
+    plain_image_loop(g, d, ema_copy(g, lambda: nets()[0]), cycle(data(batch).train_dataloader()), iterations, 0,
+                     tick=tick)
 
 
 def plain_toy_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator[tuple[Tensor, Tensor]],
-                   steps: int, warmup: int, total_steps: int) -> float:
+                   steps: int, warmup: int, total_steps: int, tick: Callable[[], None] = lambda: None) -> float:
     """Seconds per iteration of the hand-written toy loop: non-saturating loss, R1 on the real batch (a double
-    backward), D's parameters frozen in the G step, the EMA, the linear learning-rate decay over ``total_steps``."""
+    backward), D's parameters frozen in the G step, the EMA, the linear learning-rate decay over ``total_steps``.
+    ``tick()`` is called after every iteration."""
     opt_g, opt_d = toy_adam(g.parameters()), toy_adam(d.parameters())
     schedulers = [toy_schedule(total_steps)(opt) for opt in (opt_g, opt_d)]
     d_params = list(d.parameters())
@@ -264,13 +273,14 @@ def plain_toy_loop(g: nn.Module, d: nn.Module, ema: nn.Module, batches: Iterator
         ema_update(ema, g, TOY_EMA)
         for scheduler in schedulers:
             scheduler.step()
+        tick()
     return (time.perf_counter() - start) / steps
 
 
-def run_plain_toy(steps: int, warmup: int, batch: int) -> float:
+def run_plain_toy(iterations: int, batch: int, tick: Callable[[], None]) -> None:
     g, d = toy_nets()
-    return plain_toy_loop(g, d, ema_copy(g, lambda: toy_nets()[0]), cycle(toy_data(batch).train_dataloader()),
-                          steps, warmup, steps + warmup)
+    plain_toy_loop(g, d, ema_copy(g, lambda: toy_nets()[0]), cycle(toy_data(batch).train_dataloader()), iterations,
+                   0, iterations, tick=tick)
 
 
 # ------------------------------------------------------------------------------------------------ Lightning
@@ -290,10 +300,22 @@ class _Clock(pl.Callback):
         self.end = time.perf_counter()
 
 
-def _trainer(steps: int, clock: _Clock, **kwargs: Any) -> pl.Trainer:
+class _Ticks(pl.Callback):
+    """Calls ``tick()`` at the end of every training batch."""
+
+    def __init__(self, tick: Callable[[], None]) -> None:
+        self.tick = tick
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self.tick()
+
+
+def _trainer(steps: int, callback: pl.Callback, **kwargs: Any) -> pl.Trainer:
+    """The trainer every Lightning variant runs under: ``max_steps=steps``, logging every 50 steps, the divergence
+    guard, ``callback`` (the clock); no logger, progress bar, checkpoints or model summary."""
     options: dict[str, Any] = dict(max_steps=steps, max_epochs=-1, accelerator="cpu", devices=1, logger=False,
                                    enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                                   callbacks=[clock, DivergenceGuard()], log_every_n_steps=50)
+                                   callbacks=[callback, DivergenceGuard()], log_every_n_steps=50)
     options.update(kwargs)
     return pl.Trainer(**options)
 
@@ -304,22 +326,21 @@ def default_gan(g: nn.Module, d: nn.Module) -> GAN:
                g_optimizer=adam, d_optimizer=adam)
 
 
-def run_gan_lightning(steps: int, warmup: int, batch: int) -> float:
+def run_gan_lightning(iterations: int, batch: int, tick: Callable[[], None]) -> None:
     g, d = nets()
-    model = default_gan(g, d)
-    clock = _Clock(warmup)
-    _trainer(steps + warmup, clock).fit(model, data(batch))
-    return (clock.end - clock.start) / steps
+    _trainer(iterations, _Ticks(tick)).fit(default_gan(g, d), data(batch))
 
 
-def run_gan_lightning_toy(steps: int, warmup: int, batch: int) -> float:
+def toy_gan(g: nn.Module, d: nn.Module, total_steps: int) -> GAN:
+    """The toy experiment's model around ``g`` and ``d``, its learning rates decaying over ``total_steps``."""
+    schedule = toy_schedule(total_steps)
+    return GAN(g, d, loss="non_saturating", regularizers=[R1(gamma=TOY_R1_GAMMA)], ema_decay=TOY_EMA,
+               g_optimizer=toy_adam, d_optimizer=toy_adam, g_lr_scheduler=schedule, d_lr_scheduler=schedule)
+
+
+def run_gan_lightning_toy(iterations: int, batch: int, tick: Callable[[], None]) -> None:
     g, d = toy_nets()
-    schedule = toy_schedule(steps + warmup)
-    model = GAN(g, d, loss="non_saturating", regularizers=[R1(gamma=TOY_R1_GAMMA)], ema_decay=TOY_EMA,
-                g_optimizer=toy_adam, d_optimizer=toy_adam, g_lr_scheduler=schedule, d_lr_scheduler=schedule)
-    clock = _Clock(warmup)
-    _trainer(steps + warmup, clock).fit(model, toy_data(batch))
-    return (clock.end - clock.start) / steps
+    _trainer(iterations, _Ticks(tick)).fit(toy_gan(g, d, iterations), toy_data(batch))
 
 
 class UsualLightningGAN(pl.LightningModule):
@@ -440,31 +461,24 @@ class LightningFloor(pl.LightningModule):
                 scheduler.step()
 
 
-def run_lightning_floor(steps: int, warmup: int, batch: int) -> float:
-    clock = _Clock(warmup)
-    _trainer(steps + warmup, clock).fit(LightningFloor("dcgan", steps + warmup), data(batch))
-    return (clock.end - clock.start) / steps
+def run_lightning_floor(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(iterations, _Ticks(tick)).fit(LightningFloor("dcgan", iterations), data(batch))
 
 
-def run_lightning_floor_toy(steps: int, warmup: int, batch: int) -> float:
-    clock = _Clock(warmup)
-    _trainer(steps + warmup, clock).fit(LightningFloor("toy", steps + warmup), toy_data(batch))
-    return (clock.end - clock.start) / steps
+def run_lightning_floor_toy(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(iterations, _Ticks(tick)).fit(LightningFloor("toy", iterations), toy_data(batch))
 
 
-def run_lightning_usual(steps: int, warmup: int, batch: int) -> float:
-    clock = _Clock(2 * warmup)  # both optimizer steps count as Lightning steps here
-    _trainer(2 * (steps + warmup), clock).fit(UsualLightningGAN(), data(batch))
-    return (clock.end - clock.start) / steps
+# Both optimizer steps count as Lightning steps here: twice the steps for the same iterations (batches).
+def run_lightning_usual(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(2 * iterations, _Ticks(tick)).fit(UsualLightningGAN(), data(batch))
 
 
-def run_lightning_usual_toy(steps: int, warmup: int, batch: int) -> float:
-    clock = _Clock(2 * warmup)
-    _trainer(2 * (steps + warmup), clock).fit(UsualLightningToyGAN(steps + warmup), toy_data(batch))
-    return (clock.end - clock.start) / steps
+def run_lightning_usual_toy(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(2 * iterations, _Ticks(tick)).fit(UsualLightningToyGAN(iterations), toy_data(batch))
 
 
-VARIANTS: dict[str, dict[str, Callable[[int, int, int], float]]] = {
+VARIANTS: dict[str, dict[str, Callable[[int, int, Callable[[], None]], None]]] = {
     "dcgan": {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_floor": run_lightning_floor,
               "lightning_usual": run_lightning_usual},
     "toy": {"plain": run_plain_toy, "gan_lightning": run_gan_lightning_toy, "lightning_floor": run_lightning_floor_toy,
@@ -490,22 +504,23 @@ class EmptyStep(pl.LightningModule):
         self.optimizers().step()
 
 
-def loop_cost(batches: int = 3000, warmup: int = 100, rounds: int = 3, batch: int = 100) -> dict[str, Any]:
+def run_empty_step(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(iterations, _Ticks(tick)).fit(EmptyStep(), toy_data(batch))
+
+
+def run_data_loader(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    loader = cycle(toy_data(batch).train_dataloader())
+    for _ in range(iterations):
+        next(loader)
+        tick()
+
+
+def loop_cost(batches: int = 500, warmup: int = 100, rounds: int = 5, batch: int = 100) -> dict[str, Any]:
     """Per-batch seconds of ``fit`` with ``EmptyStep`` on the toy data (same trainer settings as the variants)
-    and of iterating the same data loader alone, in alternating rounds: their difference is what Lightning's
-    loop costs per training step whatever the step does."""
-    times: dict[str, list[float]] = {"fit_empty_step": [], "data_loader_alone": []}
-    for _ in range(rounds):
-        clock = _Clock(warmup)
-        _trainer(batches + warmup, clock).fit(EmptyStep(), toy_data(batch))
-        times["fit_empty_step"].append((clock.end - clock.start) / batches)
-        loader = cycle(toy_data(batch).train_dataloader())
-        for _ in range(warmup):
-            next(loader)
-        start = time.perf_counter()
-        for _ in range(batches):
-            next(loader)
-        times["data_loader_alone"].append((time.perf_counter() - start) / batches)
+    and of iterating the same data loader alone, taking turns of ``batches`` batches (``Turns``): their
+    difference is what Lightning's loop costs per training step whatever the step does."""
+    runners = {"fit_empty_step": run_empty_step, "data_loader_alone": run_data_loader}
+    times = Turns(_with_batch(runners, batch), batches, warmup, rounds).run()
     return {"batches": batches, "warmup": warmup, "rounds": rounds, "batch": batch, "times": times}
 
 
@@ -513,8 +528,8 @@ def loop_markdown(result: dict[str, Any]) -> str:
     times = result["times"]
     loop = [f - d for f, d in zip(times["fit_empty_step"], times["data_loader_alone"])]
     head = (f"Lightning's loop by itself: `fit` of a module whose step is one optimizer step on a one-element "
-            f"parameter, against iterating the same toy data loader alone; batch {result['batch']}, "
-            f"{result['batches']} timed batches after {result['warmup']}, alternating rounds: {result['rounds']}")
+            f"parameter, against iterating the same toy data loader alone; batch {result['batch']}, turns of "
+            f"{result['batches']} batches after {result['warmup']} untimed, rounds: {result['rounds']}")
     rows = [("fit, empty step", f"{1000 * median(times['fit_empty_step']):.3f}"),
             ("data loader alone", f"{1000 * median(times['data_loader_alone']):.3f}"),
             ("Lightning's loop (difference, median over rounds)", f"{1000 * median(loop):.3f}")]
@@ -522,16 +537,102 @@ def loop_markdown(result: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ measuring
-def measure(model: str, steps: Optional[int] = None, warmup: Optional[int] = None, rounds: int = 5,
+def _with_batch(runners: dict[str, Callable[[int, int, Callable[[], None]], None]],
+                batch: int) -> dict[str, Callable[[int, Callable[[], None]], None]]:
+    """``run(iterations, batch, tick)`` runners as ``Turns`` calls them: ``run(iterations, tick)``."""
+    return {name: (lambda iterations, tick, run=run: run(iterations, batch, tick)) for name, run in runners.items()}
+
+
+class _Abort(Exception):
+    """Another variant failed: the ones waiting for their turn stop."""
+
+
+class Turns:
+    """Variants side by side in one process, each in a thread of its own, taking turns: one runs while the others
+    wait. A first, untimed round builds every variant and runs ``warmup`` iterations of each; then, in each of
+    ``rounds`` rounds, every variant runs ``steps`` iterations, in an order rotated by one each round. A turn's
+    figure is its wall time per iteration, from the end of the iteration before the turn to the end of its last,
+    so that a slow drift of the machine's speed (other tenants, clock changes) lands on every variant of a round
+    alike; a variant's teardown runs before the next turn starts.
+
+    ``runners[name](iterations, tick)`` runs ``warmup + rounds * steps`` iterations, calling ``tick()`` after
+    each (a callback's ``on_train_batch_end`` in ``Trainer.fit``)."""
+
+    def __init__(self, runners: dict[str, Callable[..., None]], steps: int, warmup: int, rounds: int) -> None:
+        if steps < 1 or rounds < 1:
+            raise ValueError("Turns: steps and rounds must be >= 1")
+        self.runners, self.steps, self.warmup, self.rounds = runners, steps, max(1, warmup), rounds
+        self.schedule = [name for order in rotations(list(runners), rounds + 1) for name in order]
+        self.times: dict[str, list[float]] = {name: [] for name in runners}
+        self.turns_done = {name: 0 for name in runners}
+        self.turn, self.in_turn, self.started = 0, 0, 0.0
+        self.failed: Optional[BaseException] = None
+        self.cond = threading.Condition()
+
+    def run(self) -> dict[str, list[float]]:
+        """Seconds per iteration of every variant in every timed round: ``times[variant][round]``."""
+        threads = [threading.Thread(target=self._thread, args=(name,), name=f"variant {name}") for name in self.runners]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if self.failed is not None:
+            raise self.failed
+        return self.times
+
+    def tick(self, name: str) -> None:
+        self.in_turn += 1
+        done = self.turns_done[name]
+        if done > self.rounds:
+            raise RuntimeError(f"{name} ran more iterations than its {self.warmup} + {self.rounds} x {self.steps}")
+        if self.in_turn < (self.warmup if done == 0 else self.steps):
+            return
+        if done > 0:
+            _sync()
+            self.times[name].append((time.perf_counter() - self.started) / self.steps)
+        self.turns_done[name] = done + 1
+        if done < self.rounds:  # after its last turn the thread passes once the runner has returned
+            self._pass()
+            self._wait(name)
+
+    def _thread(self, name: str) -> None:
+        try:
+            self._wait(name)
+            self.runners[name](self.warmup + self.rounds * self.steps, partial(self.tick, name))
+            if self.turns_done[name] != self.rounds + 1:
+                raise RuntimeError(f"{name} stopped after {self.turns_done[name]} of its {self.rounds + 1} turns")
+        except _Abort:
+            return
+        except BaseException as err:  # noqa: BLE001 - re-raised by run() in the main thread
+            with self.cond:
+                self.failed = self.failed or err
+                self.cond.notify_all()
+            return
+        self._pass()
+
+    def _wait(self, name: str) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.failed is not None
+                               or (self.turn < len(self.schedule) and self.schedule[self.turn] == name))
+            if self.failed is not None:
+                raise _Abort
+        self.in_turn = 0
+        _sync()
+        self.started = time.perf_counter()
+
+    def _pass(self) -> None:
+        with self.cond:
+            self.turn += 1
+            self.cond.notify_all()
+
+
+def measure(model: str, steps: Optional[int] = None, warmup: Optional[int] = None, rounds: int = 15,
             batch: Optional[int] = None) -> dict[str, Any]:
-    """Seconds per iteration of every variant in every round (``times[variant][round]``), with the settings."""
+    """Seconds per iteration of every variant in every round (``times[variant][round]``), the variants taking
+    turns of ``steps`` iterations (``Turns``), with the settings."""
     d_steps, d_warmup, d_batch = DEFAULTS[model]
     steps, warmup, batch = steps or d_steps, d_warmup if warmup is None else warmup, batch or d_batch
-    variants = VARIANTS[model]
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for order in rotations(list(variants), rounds):
-        for name in order:
-            times[name].append(variants[name](steps, warmup, batch))
+    times = Turns(_with_batch(VARIANTS[model], batch), steps, warmup, rounds).run()
     return {"model": model, "steps": steps, "warmup": warmup, "rounds": rounds, "batch": batch, "times": times}
 
 
@@ -551,8 +652,8 @@ def summary(result: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def markdown(result: dict[str, Any], threads: int) -> str:
-    head = (f"{TITLES[result['model']]}, batch {result['batch']}, {result['steps']} timed iterations after "
-            f"{result['warmup']} warm-up, alternating rounds: {result['rounds']}, threads: {threads}")
+    head = (f"{TITLES[result['model']]}, batch {result['batch']}, turns of {result['steps']} iterations after "
+            f"{result['warmup']} warm-up, rounds: {result['rounds']}, threads: {threads}")
     rows = [(r["variant"], f"{r['ms']:.2f}", f"{r['speed']:.3f}x",
              "—" if r["variant"] == "plain" else f"{r['overhead_ms']:+.2f}") for r in summary(result)]
     return head + "\n\n" + table(["variant", "ms / step (median)", "speed vs plain (median ratio)",
@@ -562,9 +663,9 @@ def markdown(result: dict[str, Any], threads: int) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=None, help="timed iterations (default: dcgan 150, toy 600)")
+    parser.add_argument("--steps", type=int, default=None, help="iterations per turn, a multiple of the logging cadence of 50 (default: dcgan 50, toy 100)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: dcgan 20, toy 50)")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15, help="timed rounds of turns")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: dcgan 64, toy 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a busy CPU)")
     args = parser.parse_args(argv)
