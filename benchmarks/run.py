@@ -91,7 +91,9 @@ def section_step_speed(args: argparse.Namespace, results: Path, out: Path) -> st
         "Milliseconds per training step (one G iteration: a D step and a G step) of `Trainer.fit` with "
         "`gan_lightning.system.GAN` (logging every 50 steps, divergence guard on, no progress bar), a hand-written "
         "PyTorch loop doing exactly the same math (it reaches the same weights as `fit` bit for bit: "
-        "`tests/test_benchmarks.py`), and the usual Lightning GAN pattern (`toggle_optimizer`, fakes generated twice). "
+        "`tests/test_benchmarks.py`), the same hand-written step run by Lightning's own loop (`lightning_floor`), "
+        "the usual Lightning GAN pattern (`toggle_optimizer`, fakes generated twice), and a second copy of the "
+        "hand-written loop (`plain_again`: how far from 1.000x no difference at all measures on this machine). "
         "The variants run side by side in one process, taking turns of a few iterations in an order rotated each "
         "round. Speed vs plain is the median over rounds of the per-round ratio; the overhead is the median of the "
         "per-round difference. `benchmarks/step_speed.py`.",

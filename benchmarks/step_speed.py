@@ -24,6 +24,8 @@ Variants:
   any module. ``gan_lightning`` trims that loop's per-batch work, so it can come in under this floor.
 - ``lightning_usual``: the pattern of Lightning's GAN example: ``toggle_optimizer``, G step first, then a D step
   that generates the fakes a second time; logs every step.
+- ``plain_again``: a second, independent copy of ``plain``, timed the same way: what "no difference" measures
+  as on this machine, i.e. the resolution of the other ratios.
 
 The variants run side by side in one process, each ``fit`` (or loop) in a thread of its own, taking turns
 (``Turns``): while one runs, the others wait. After an untimed round that builds everything and warms up, every
@@ -63,7 +65,7 @@ from gan_lightning.system import GAN, held_fixed, spectral_norm_frozen
 
 from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
-VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual")
+VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again")
 # model -> (timed steps, warm-up steps, batch) by default
 DEFAULTS = {"dcgan": (50, 20, 64), "toy": (100, 50, 100)}
 TITLES = {
@@ -480,9 +482,9 @@ def run_lightning_usual_toy(iterations: int, batch: int, tick: Callable[[], None
 
 VARIANTS: dict[str, dict[str, Callable[[int, int, Callable[[], None]], None]]] = {
     "dcgan": {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_floor": run_lightning_floor,
-              "lightning_usual": run_lightning_usual},
+              "lightning_usual": run_lightning_usual, "plain_again": run_plain},
     "toy": {"plain": run_plain_toy, "gan_lightning": run_gan_lightning_toy, "lightning_floor": run_lightning_floor_toy,
-            "lightning_usual": run_lightning_usual_toy},
+            "lightning_usual": run_lightning_usual_toy, "plain_again": run_plain_toy},
 }
 
 

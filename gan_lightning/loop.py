@@ -11,8 +11,10 @@ the largest cost after the step itself (about half a millisecond per batch on a 
 training step under the precision plugin's context with the manual-optimization step counting attached to the
 optimizers, ``_current_fx_name`` set around every hook it calls. The difference: it calls only the callbacks'
 hooks that are implemented, moves the batch with ``move_data_to_device`` (what the default
-``transfer_batch_to_device`` does) and skips the no-op strategy hooks and the learning-rate updates that manual
-optimization never makes.
+``transfer_batch_to_device`` does, leaving a tuple or list of tensors already on the device as it is), skips the
+no-op strategy hooks and the learning-rate updates that manual optimization never makes, and, on batches where
+nothing was logged, the logger connector's recomputation of the logged values (they are what they were after the
+last batch; the module counts its ``log`` calls, callbacks' included, in ``_log_calls``).
 
 ``GAN`` installs it for a fit only where that is exactly equivalent (``lean_loop_possible``): one device
 (``SingleDeviceStrategy``), Lightning's default no-op profiler, manual optimization, Lightning's own epoch loop,
@@ -35,6 +37,7 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer import call
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+from torch import Tensor
 
 BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 
@@ -98,13 +101,16 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
     self.batch_progress.is_last_batch = data_fetcher.done
     batch = trainer.precision_plugin.convert_input(batch)
     if self._lean_own_transfer:
-        batch = move_data_to_device(batch, trainer.strategy.root_device)
+        device = trainer.strategy.root_device
+        if not (type(batch) in (tuple, list) and all(isinstance(t, Tensor) and t.device == device for t in batch)):
+            batch = move_data_to_device(batch, device)
     else:
         batch = module._on_before_batch_transfer(batch, dataloader_idx=0)
         batch = call._call_strategy_hook(trainer, "batch_to_device", batch, dataloader_idx=0)
     self.batch_progress.increment_ready()
     trainer._logger_connector.on_batch_start(batch)
 
+    log_calls = getattr(module, "_log_calls", None)
     previous = module._current_fx_name
     hooks = _callback_hooks(self, trainer, "on_train_batch_start")
     if hooks:
@@ -135,6 +141,11 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
         if self._lean_batch_end:
             module.on_train_batch_end(output, batch, batch_idx)
         module._current_fx_name = previous
-    trainer._logger_connector.on_batch_end()
+    if log_calls is None or module._log_calls != log_calls:
+        trainer._logger_connector.on_batch_end()
+    else:  # nothing logged: the connector's metrics stay as they are; it drops its reference to the batch
+        results = trainer._results
+        results.batch = None
+        results.batch_size = None
     self.batch_progress.increment_completed()
     trainer._logger_connector.update_train_step_metrics()

@@ -250,6 +250,7 @@ class GAN(pl.LightningModule):
         self._direct_steps = False
         self._log_every, self._last_step = 1, -1
         self._readouts_wanted = True  # d_phase's D(x) and D(G(z)) statistics
+        self._log_calls = 0
         self._schedulers: list[Any] = []
         self._images_seen, self._seconds_before, self._world_size, self._fit_started = 0, 0.0, 1, time.perf_counter()
 
@@ -265,6 +266,12 @@ class GAN(pl.LightningModule):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        # Counted for the lean training batch (gan_lightning.loop): on batches with no log call, by the module or a
+        # callback, the logged values cannot have changed and their recomputation is skipped.
+        self._log_calls += 1
+        super().log(*args, **kwargs)
 
     # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
     # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.

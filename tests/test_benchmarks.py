@@ -56,15 +56,15 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
         assert text.count(title) == 1, title
     assert "# old" not in text and text.count(GPU_BEGIN) == 1 and "sentinel 1,234 img/s" in text
 
-    # Step speed: both models, four variants each, numeric times, ratios and overheads.
+    # Step speed: both models, five variants each, numeric times, ratios and overheads.
     rows = _table_rows(text, "| variant |")
-    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_floor", "lightning_usual"] * 2
+    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again"] * 2
     for variant, ms, speed, overhead in rows:
         assert float(ms) > 0
         assert re.fullmatch(r"\d+\.\d{3}x", speed)
         assert float(speed[:-1]) > 0
         assert overhead == "—" if variant == "plain" else re.fullmatch(NUMBER, overhead)
-    assert [r[2] for r in rows[::4]] == ["1.000x", "1.000x"]
+    assert [r[2] for r in rows[::5]] == ["1.000x", "1.000x"]
     assert "cgan_mnist5k networks" in text and "toy_ring networks" in text
     # Lightning's loop alone: fit of an empty step, the data loader alone, and their difference.
     loop = _table_rows(text, "| what | ms per training step")

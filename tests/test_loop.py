@@ -31,8 +31,10 @@ def tiny_gan(cls: type = GAN, **kwargs) -> GAN:
 
 
 class HookLog(pl.Callback):
-    """Records every batch hook with its arguments and what the trainer reports at the time, and logs a value
-    from ``on_train_batch_end`` (which Lightning accepts only while the hook is named as running)."""
+    """Records every batch hook with its arguments and what the trainer reports at the time, and logs from
+    ``on_train_batch_end`` (which Lightning accepts only while the hook is named as running): every fourth step
+    a step value, every fifth an epoch mean shown in the progress bar; the batches in between log nothing from
+    here, and the module logs every third."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
@@ -49,7 +51,10 @@ class HookLog(pl.Callback):
         self.calls.append(("end", batch_idx, trainer.global_step, pl_module._current_fx_name, outputs,
                            batch[0].sum().item(), progress.current.processed, progress.total.completed,
                            progress.is_last_batch))
-        pl_module.log("callback/step", float(trainer.global_step), on_step=True, on_epoch=False)
+        if trainer.global_step % 4 == 0:
+            pl_module.log("callback/step", float(trainer.global_step), on_step=True, on_epoch=False)
+        if trainer.global_step % 5 == 0:
+            pl_module.log("callback/mean", float(batch_idx), on_step=False, on_epoch=True, prog_bar=True)
 
 
 def _fit(tmp_path: Path, name: str, steps: int = 19, cls: type = GAN, **trainer_kwargs):
@@ -79,10 +84,13 @@ def test_lean_batches_do_exactly_what_lightnings_loop_does(tmp_path, monkeypatch
     assert lean_trainer.fit_loop.state_dict() == own_trainer.fit_loop.state_dict()
     assert lean_trainer.fit_loop.epoch_loop._batches_that_stepped == 19
     assert lean_rows == own_rows and len(lean_rows) >= 6
-    assert {"train/d_loss", "train/g_loss", "callback/step"} <= set(lean_rows[0])
-    assert lean_trainer.callback_metrics.keys() == own_trainer.callback_metrics.keys()
-    for key in lean_trainer.callback_metrics.keys() - TIMING:
-        assert torch.equal(lean_trainer.callback_metrics[key], own_trainer.callback_metrics[key]), key
+    assert {"train/d_loss", "train/g_loss", "callback/step", "callback/mean"} <= set(lean_rows[0])
+    for name in ("callback_metrics", "logged_metrics", "progress_bar_metrics"):
+        lean_values, own_values = getattr(lean_trainer, name), getattr(own_trainer, name)
+        assert lean_values.keys() == own_values.keys(), name
+        for key in lean_values.keys() - TIMING:
+            assert torch.equal(torch.as_tensor(lean_values[key]), torch.as_tensor(own_values[key])), (name, key)
+    assert {"callback/step", "callback/mean", "train/d_loss"} <= lean_trainer.callback_metrics.keys()
     lean_state, own_state = lean_model.state_dict(), own_model.state_dict()
     assert lean_state.keys() == own_state.keys()
     for key in lean_state:
