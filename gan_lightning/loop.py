@@ -13,8 +13,8 @@ optimizers, ``_current_fx_name`` set around every hook it calls. The difference:
 hooks that are implemented, moves the batch with ``move_data_to_device`` (what the default
 ``transfer_batch_to_device`` does, leaving a tuple or list of tensors already on the device as it is), skips the
 no-op strategy hooks and the learning-rate updates that manual optimization never makes, and, on batches where
-nothing was logged, the logger connector's recomputation of the logged values (they are what they were after the
-last batch; the module counts its ``log`` calls, callbacks' included, in ``_log_calls``).
+nothing has been logged since the last recomputation of the logged values, that recomputation (they are what they
+were; the module counts its ``log`` calls, callbacks' included, in ``_log_calls``).
 
 ``GAN`` installs it for a fit only where that is exactly equivalent (``lean_loop_possible``): one device
 (``SingleDeviceStrategy``), Lightning's default no-op profiler, manual optimization, Lightning's own epoch loop,
@@ -26,7 +26,6 @@ batch-transfer hooks implemented by the module or the data module are dispatched
 from __future__ import annotations
 
 from types import MethodType
-from typing import Any, Callable
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -67,24 +66,25 @@ def install(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
             and any(is_overridden(hook, datamodule, pl.LightningDataModule) for hook in BATCH_TRANSFER_HOOKS)))
     loop._lean_batch_end = is_overridden("on_train_batch_end", module, pl.LightningModule)
     loop._lean_hooks = {}
+    loop._lean_log_calls = None  # the module's log-call count when the logged values were last recomputed
     loop.advance = MethodType(lean_advance, loop)
     return True
 
 
 def uninstall(trainer: pl.Trainer) -> None:
     loop = trainer.fit_loop.epoch_loop
-    for name in ("advance", "_lean_module", "_lean_own_transfer", "_lean_batch_end", "_lean_hooks"):
+    for name in ("advance", "_lean_module", "_lean_own_transfer", "_lean_batch_end", "_lean_hooks", "_lean_log_calls"):
         loop.__dict__.pop(name, None)
 
 
-def _callback_hooks(loop: _TrainingEpochLoop, trainer: pl.Trainer, hook: str) -> list[Callable[..., Any]]:
-    """The callbacks' implementations of ``hook``, in the trainer's order; looked up again whenever the list of
-    callbacks changes."""
+def _callbacks_with(loop: _TrainingEpochLoop, trainer: pl.Trainer, hook: str) -> list[pl.Callback]:
+    """The callbacks that implement ``hook``, in the trainer's order; found again whenever the list of callbacks
+    changes."""
     callbacks = trainer.callbacks
     key = (hook, tuple(map(id, callbacks)))
     found = loop._lean_hooks.get(key)
     if found is None:
-        found = loop._lean_hooks[key] = [getattr(cb, hook) for cb in callbacks if is_overridden(hook, cb, pl.Callback)]
+        found = loop._lean_hooks[key] = [cb for cb in callbacks if is_overridden(hook, cb, pl.Callback)]
     return found
 
 
@@ -110,13 +110,12 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
     self.batch_progress.increment_ready()
     trainer._logger_connector.on_batch_start(batch)
 
-    log_calls = getattr(module, "_log_calls", None)
     previous = module._current_fx_name
-    hooks = _callback_hooks(self, trainer, "on_train_batch_start")
-    if hooks:
+    callbacks = _callbacks_with(self, trainer, "on_train_batch_start")
+    if callbacks:
         module._current_fx_name = "on_train_batch_start"
-        for hook in hooks:
-            hook(trainer, module, batch, batch_idx)
+        for callback in callbacks:
+            callback.on_train_batch_start(trainer, module, batch, batch_idx)
     self.batch_progress.increment_started()
 
     manual = self.manual_optimization
@@ -133,17 +132,19 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
     output = manual.on_run_end()
     self.batch_progress.increment_processed()
 
-    hooks = _callback_hooks(self, trainer, "on_train_batch_end")
-    if hooks or self._lean_batch_end:
+    callbacks = _callbacks_with(self, trainer, "on_train_batch_end")
+    if callbacks or self._lean_batch_end:
         module._current_fx_name = "on_train_batch_end"
-        for hook in hooks:
-            hook(trainer, module, output, batch, batch_idx)
+        for callback in callbacks:
+            callback.on_train_batch_end(trainer, module, output, batch, batch_idx)
         if self._lean_batch_end:
             module.on_train_batch_end(output, batch, batch_idx)
         module._current_fx_name = previous
-    if log_calls is None or module._log_calls != log_calls:
+    log_calls = getattr(module, "_log_calls", None)
+    if log_calls is None or log_calls != self._lean_log_calls:
         trainer._logger_connector.on_batch_end()
-    else:  # nothing logged: the connector's metrics stay as they are; it drops its reference to the batch
+        self._lean_log_calls = log_calls
+    else:  # nothing logged since the last recomputation: the logged values are as they were; drop the batch
         results = trainer._results
         results.batch = None
         results.batch_size = None

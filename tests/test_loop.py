@@ -34,11 +34,15 @@ class HookLog(pl.Callback):
     """Records every batch hook with its arguments and what the trainer reports at the time, and logs from
     ``on_train_batch_end`` (which Lightning accepts only while the hook is named as running): every fourth step
     a step value, every fifth an epoch mean shown in the progress bar; the batches in between log nothing from
-    here, and the module logs every third."""
+    here, and the module logs every third. Each epoch's start logs the epoch, between batches."""
 
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.lean: list[bool] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # An epoch value logged between batches, outside any training batch.
+        pl_module.log("callback/epoch", float(trainer.current_epoch), on_step=False, on_epoch=True)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         loop = trainer.fit_loop.epoch_loop
@@ -90,7 +94,7 @@ def test_lean_batches_do_exactly_what_lightnings_loop_does(tmp_path, monkeypatch
         assert lean_values.keys() == own_values.keys(), name
         for key in lean_values.keys() - TIMING:
             assert torch.equal(torch.as_tensor(lean_values[key]), torch.as_tensor(own_values[key])), (name, key)
-    assert {"callback/step", "callback/mean", "train/d_loss"} <= lean_trainer.callback_metrics.keys()
+    assert {"callback/step", "callback/mean", "callback/epoch", "train/d_loss"} <= lean_trainer.callback_metrics.keys()
     lean_state, own_state = lean_model.state_dict(), own_model.state_dict()
     assert lean_state.keys() == own_state.keys()
     for key in lean_state:
