@@ -54,7 +54,9 @@ def lean_loop_possible(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
 
 def install(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     """Run this fit's training batches through ``lean_advance`` when ``lean_loop_possible``; returns whether it
-    does. ``uninstall`` gives the loop back its own ``advance``."""
+    does. ``uninstall`` gives the loop back its own ``advance`` (a fit stopped by an exception keeps it, but
+    ``lean_advance`` serves only the module that installed it, and the next fit installs afresh)."""
+    uninstall(trainer)
     if not lean_loop_possible(trainer, module):
         return False
     loop = trainer.fit_loop.epoch_loop

@@ -268,8 +268,8 @@ class GAN(pl.LightningModule):
             super().__setattr__(name, value)
 
     def log(self, *args: Any, **kwargs: Any) -> None:
-        # Counted for the lean training batch (gan_lightning.loop): on batches with no log call, by the module or a
-        # callback, the logged values cannot have changed and their recomputation is skipped.
+        # Counted for the lean training batch (gan_lightning.loop): while nothing is logged, by the module or a
+        # callback, the logged values cannot change and their recomputation after each batch is skipped.
         self._log_calls += 1
         super().log(*args, **kwargs)
 
@@ -619,9 +619,6 @@ class GAN(pl.LightningModule):
         lean_loop.install(self.trainer, self)
 
     def on_train_end(self) -> None:
-        lean_loop.uninstall(self.trainer)
-
-    def on_exception(self, exception: BaseException) -> None:
         lean_loop.uninstall(self.trainer)
 
     # ------------------------------------------------------------------ schedules and EMA

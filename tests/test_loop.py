@@ -163,3 +163,44 @@ def test_any_batch_transfer_hook_routes_the_batch_through_lightning(make_trainer
     model = tiny_gan(Hooked)
     make_trainer(4).fit(model, ToyDataModule(num_samples=64, batch_size=BATCH))
     assert calls == [hook] * 4
+
+
+def test_a_failed_fit_leaves_nothing_that_changes_the_next_one(tmp_path, monkeypatch):
+    """A fit stopped by an exception keeps the lean batch on its trainer; the next fit on that trainer with a
+    profiler (where the lean batch is not possible) gets Lightning's loop all the same."""
+
+    class Boom(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            if trainer.global_step == 2:
+                raise RuntimeError("boom")
+
+    trainer = pl.Trainer(max_steps=4, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Boom()])
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.fit(tiny_gan(), ToyDataModule(num_samples=64, batch_size=BATCH))
+    assert "advance" in vars(trainer.fit_loop.epoch_loop)
+    monkeypatch.setattr(lean_loop, "lean_loop_possible", lambda trainer, module: False)
+    assert lean_loop.install(trainer, tiny_gan()) is False
+    assert "advance" not in vars(trainer.fit_loop.epoch_loop)
+
+
+def test_plain_attributes_skip_module_checks_and_everything_else_keeps_torchs_rules():
+    model = tiny_gan()
+    model.some_flag = True
+    model._current_fx_name = "training_step"
+    assert vars(model)["some_flag"] is True and vars(model)["_current_fx_name"] == "training_step"
+    model.automatic_optimization = True  # a property: its setter still runs
+    assert model.automatic_optimization is True
+    model.automatic_optimization = False
+    model.extra = torch.nn.Linear(2, 2)  # modules and parameters are still registered
+    model.scale = torch.nn.Parameter(torch.ones(1))
+    assert "extra" in model._modules and "scale" in model._parameters
+    with pytest.raises(TypeError, match="cannot assign 'int' as parameter"):
+        model.scale = 3
+    with pytest.raises(TypeError, match="child module"):
+        model.extra = 1.5
+    model.scale = None  # None under a parameter's name stays a (None) parameter, as torch does it
+    model.extra = None
+    assert "scale" in model._parameters and model._parameters["scale"] is None
+    assert "extra" in model._modules and model._modules["extra"] is None
+    assert "scale" not in vars(model) and "extra" not in vars(model)
