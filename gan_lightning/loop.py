@@ -25,7 +25,11 @@ batch-transfer hooks implemented by the module or the data module are dispatched
 
 from __future__ import annotations
 
-from types import MethodType
+import inspect
+from collections import OrderedDict
+from collections.abc import Mapping
+from types import BuiltinFunctionType, FunctionType, MethodType
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -33,9 +37,11 @@ from lightning.pytorch.loops.fetchers import _DataFetcher, _DataLoaderIterDataFe
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
+from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric
 from lightning.pytorch.trainer import call
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
+import torch
 from torch import Tensor
 
 BATCH_TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
@@ -152,3 +158,57 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
         results.batch_size = None
     self.batch_progress.increment_completed()
     trainer._logger_connector.update_train_step_metrics()
+
+
+# ------------------------------------------------------------------------------------------------ logged values
+# What the attributes of a logged value's accumulator hold besides tensors and dictionaries: nothing that can hold
+# a tensor.
+_TENSOR_FREE = frozenset({bool, int, float, str, type(None), torch.device, torch.dtype, FunctionType, MethodType,
+                          BuiltinFunctionType, inspect.Signature, _Metadata})
+
+
+def _all_on(state: Mapping[str, Any], device: torch.device) -> Optional[bool]:
+    """Whether every tensor among ``state``'s values, and among the values of the dictionaries in it, is on
+    ``device``; ``None`` (not known) where a value is of a kind this does not look into (anything but a tensor, a
+    dictionary of tensors or of values of the kinds in ``_TENSOR_FREE``, an empty set, or such a value)."""
+    for value in state.values():
+        kind = type(value)
+        if kind in _TENSOR_FREE:
+            continue
+        if isinstance(value, Tensor):
+            if value.device != device:
+                return False
+        elif kind is dict or kind is OrderedDict:
+            for item in value.values():
+                if isinstance(item, Tensor):
+                    if item.device != device:
+                        return False
+                elif type(item) not in _TENSOR_FREE:
+                    return None
+        elif not (kind is set and not value):
+            return None
+    return True
+
+
+class _ResultMetricOnDevice(_ResultMetric):
+    """Lightning's accumulator of a logged value, whose ``to(device)`` returns at once when every tensor it holds
+    is already on ``device``.
+
+    ``LightningModule.log`` moves the accumulator to the logged value's device on every call. Lightning's ``to``
+    rebuilds the accumulator's whole attribute dictionary (some 45 entries: hook dictionaries, a deep copy of its
+    metadata) to find its two or three tensors, about 0.4 ms a call on a laptop CPU: most of the cost of logging,
+    and 4 ms on a GAN step that logs ten values. When the tensors are where they are asked to go, that rebuild
+    changes nothing (moving a tensor to its own device returns it), so this skips it; any other call is
+    Lightning's."""
+
+    def to(self, *args: Any, **kwargs: Any) -> "_ResultMetric":
+        if not kwargs and len(args) == 1 and isinstance(args[0], torch.device) and _all_on(self.__dict__, args[0]):
+            return self
+        return super().to(*args, **kwargs)
+
+
+def on_device_results(results: Any) -> None:
+    """Gives the accumulators in ``results`` (the trainer's ``_results``) the ``to`` of ``_ResultMetricOnDevice``."""
+    for metric in results.values():
+        if type(metric) is _ResultMetric:
+            metric.__class__ = _ResultMetricOnDevice

@@ -272,6 +272,12 @@ class GAN(pl.LightningModule):
         # callback, the logged values cannot change and their recomputation after each batch is skipped.
         self._log_calls += 1
         super().log(*args, **kwargs)
+        # Lightning moves a logged value's accumulator to the value's device at every call, at a cost far above
+        # the logging itself; the accumulators this leaves skip that when they are on the device already.
+        trainer = self._trainer
+        results = trainer._results if trainer is not None else None
+        if results is not None:
+            lean_loop.on_device_results(results)
 
     # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
     # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.

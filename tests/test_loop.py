@@ -204,3 +204,63 @@ def test_plain_attributes_skip_module_checks_and_everything_else_keeps_torchs_ru
     assert "scale" in model._parameters and model._parameters["scale"] is None
     assert "extra" in model._modules and model._modules["extra"] is None
     assert "scale" not in vars(model) and "extra" not in vars(model)
+
+
+# ------------------------------------------------------------------------------------------------ logged values
+def test_logged_values_are_the_same_without_the_accumulators_move_on_every_log_call(tmp_path, monkeypatch):
+    """The accumulators that skip their move to the device they are on: the same CSV rows, callback, logged and
+    progress-bar values as Lightning's own accumulators, which move on every call."""
+    moves = []
+    own_to = lean_loop._ResultMetric.to
+
+    def counted(self, *args, **kwargs):
+        moves.append(type(self))
+        return own_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(lean_loop._ResultMetric, "to", counted)
+    _, fast_trainer, _, fast_rows = _fit(tmp_path, "fast")
+    fast_moves = len(moves)
+    monkeypatch.setattr(lean_loop, "on_device_results", lambda results: None)
+    _, own_trainer, _, own_rows = _fit(tmp_path, "own")
+    assert fast_rows == own_rows and len(fast_rows) >= 6
+    for name in ("callback_metrics", "logged_metrics", "progress_bar_metrics"):
+        fast_values, own_values = getattr(fast_trainer, name), getattr(own_trainer, name)
+        assert fast_values.keys() == own_values.keys(), name
+        for key in fast_values.keys() - TIMING:
+            assert torch.equal(torch.as_tensor(fast_values[key]), torch.as_tensor(own_values[key])), (name, key)
+    # Lightning's own accumulators move at every log call; the lean ones only when first registered (and by the
+    # loops' own calls, such as moving the results to the CPU at the end).
+    own_moves = len(moves) - fast_moves
+    assert own_moves > 70 and fast_moves < own_moves // 4, (fast_moves, own_moves)
+
+
+def test_an_accumulator_moves_whenever_a_tensor_of_it_is_elsewhere(monkeypatch):
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultCollection
+
+    results = _ResultCollection(training=True)
+    results.log("training_step", "loss", torch.tensor(2.0), on_step=True, on_epoch=True)
+    lean_loop.on_device_results(results)
+    metric = results["training_step.loss"]
+    assert type(metric) is lean_loop._ResultMetricOnDevice and isinstance(metric, lean_loop._ResultMetric)
+    rebuilt = []
+    own = lean_loop._ResultMetric.to
+    monkeypatch.setattr(lean_loop._ResultMetric, "to", lambda self, *a, **k: rebuilt.append(a) or own(self, *a, **k))
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert metric.to(cpu) is metric and rebuilt == []  # all on the CPU: nothing to do
+    metric.to(meta)  # elsewhere: Lightning's move
+    assert rebuilt == [(meta,)] and metric.value.device == meta and metric._defaults["value"].device == meta
+    assert metric.to(meta) is metric and len(rebuilt) == 1
+    metric._defaults["value"] = torch.zeros(())  # one tensor, in a dictionary, elsewhere
+    metric.to(meta)
+    assert len(rebuilt) == 2 and metric._defaults["value"].device == meta
+    metric.to(device=meta)  # anything but a device alone: Lightning's move
+    assert len(rebuilt) == 3
+
+
+def test_the_device_check_looks_into_nothing_it_cannot_see_through():
+    cpu = torch.device("cpu")
+    assert lean_loop._all_on({"a": torch.zeros(1), "b": {"c": torch.ones(2)}, "d": 3, "e": set()}, cpu) is True
+    assert lean_loop._all_on({"a": torch.zeros(1, device="meta")}, cpu) is False
+    assert lean_loop._all_on({"a": {"b": torch.zeros(1, device="meta")}}, cpu) is False
+    for unknown in ([torch.zeros(1)], (1,), {1}, {"b": [1]}, {"b": {"c": 1}}, object()):
+        assert lean_loop._all_on({"a": unknown}, cpu) is None, unknown
