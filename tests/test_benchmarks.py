@@ -280,3 +280,52 @@ def test_step_speed_default_model_is_the_committed_default_recipe():
         assert opt["class_path"] == "torch.optim.Adam"
         assert (opt["init_args"]["lr"], tuple(opt["init_args"]["betas"])) == (S.DEFAULT_LR, S.DEFAULT_BETAS)
     assert config["data"]["init_args"]["batch_size"] == S.DEFAULTS["dcgan"][2]
+
+
+def _turn_runner(name: str, events: list, running: list):
+    """A variant for ``Turns``: each iteration records (variant, which turn it is in) and checks that no other
+    variant is running at the same time."""
+
+    def run(iterations: int, tick) -> None:
+        for _ in range(iterations):
+            assert running == [], f"{name} ran while {running} was running"
+            running.append(name)
+            events.append(name)
+            running.pop()
+            tick()
+
+    return run
+
+
+def test_turns_run_one_variant_at_a_time_in_rotated_rounds():
+    from step_speed import Turns
+
+    events, running = [], []
+    names = ["a", "b", "c"]
+    turns = Turns({n: _turn_runner(n, events, running) for n in names}, steps=4, warmup=2, rounds=3)
+    times = turns.run()
+    # The warm-up round (2 iterations each), then 3 rounds of 4 iterations each, the order rotated by one per round.
+    blocks = [events[i:i + 2] for i in range(0, 6, 2)] + [events[i:i + 4] for i in range(6, len(events), 4)]
+    assert len(events) == 3 * 2 + 3 * 3 * 4
+    assert [block[0] for block in blocks] == ["a", "b", "c"] + ["b", "c", "a"] + ["c", "a", "b"] + ["a", "b", "c"]
+    assert all(len(set(block)) == 1 for block in blocks)
+    assert set(times) == set(names)
+    assert all(len(values) == 3 and all(v > 0 for v in values) for values in times.values())
+
+
+def test_turns_stop_every_variant_when_one_fails():
+    from step_speed import Turns
+
+    events, running = [], []
+
+    def failing(iterations: int, tick) -> None:
+        tick()
+        tick()
+        raise ValueError("variant b broke")
+
+    runners = {"a": _turn_runner("a", events, running), "b": failing, "c": _turn_runner("c", events, running)}
+    with pytest.raises(ValueError, match="variant b broke"):
+        Turns(runners, steps=3, warmup=2, rounds=4).run()
+    # b fails at the start of the first timed round, where it goes first: a and c ran their warm-up only, and
+    # stopped waiting for their turns instead of hanging.
+    assert events == ["a", "a", "c", "c"]
