@@ -173,8 +173,8 @@ _TENSOR_FREE = frozenset({bool, int, float, str, type(None), torch.device, torch
 
 def _all_on(state: Mapping[str, Any], device: torch.device) -> Optional[bool]:
     """Whether every tensor among ``state``'s values, and among the values of the dictionaries in it, is on
-    ``device``; ``None`` (not known) where a value is of a kind this does not look into (anything but a tensor, a
-    dictionary of tensors or of values of the kinds in ``_TENSOR_FREE``, an empty set, or such a value)."""
+    ``device``. ``None`` (not known) where a value is none of: a tensor, a value of a kind in ``_TENSOR_FREE``, an
+    empty set, a dictionary whose values are tensors or of kinds in ``_TENSOR_FREE``."""
     for value in state.values():
         kind = type(value)
         if kind in _TENSOR_FREE:
@@ -201,9 +201,9 @@ class _ResultMetricOnDevice(_ResultMetric):
     ``LightningModule.log`` moves the accumulator to the logged value's device on every call. Lightning's ``to``
     rebuilds the accumulator's whole attribute dictionary (some 45 entries: hook dictionaries, a deep copy of its
     metadata) to find its two or three tensors, about 0.4 ms a call on a laptop CPU: most of the cost of logging,
-    and 3 to 4 ms on a GAN step that logs eight to ten values. When the tensors are where they are asked to go, that rebuild
-    changes nothing (moving a tensor to its own device returns it), so this skips it; any other call is
-    Lightning's."""
+    and 3 to 4 ms on a GAN step that logs eight to ten values. When the tensors are where they are asked to go,
+    that rebuild changes nothing (moving a tensor to its own device returns it), so this skips it; any other call
+    is Lightning's."""
 
     def to(self, *args: Any, **kwargs: Any) -> "_ResultMetric":
         if not kwargs and len(args) == 1 and isinstance(args[0], torch.device) and _all_on(self.__dict__, args[0]):

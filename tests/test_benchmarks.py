@@ -283,7 +283,7 @@ def test_step_speed_default_model_is_the_committed_default_recipe():
 
 
 def _turn_runner(name: str, events: list, running: list):
-    """A variant for ``Turns``: each iteration records (variant, which turn it is in) and checks that no other
+    """A variant for ``Turns``: each iteration records the variant's name in ``events`` and checks that no other
     variant is running at the same time."""
 
     def run(iterations: int, tick) -> None:
