@@ -144,11 +144,16 @@ def drop_nvml_check_without_nvml() -> bool:
     return False
 
 
-def counted_optimizer_step(trainer: Any, optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()`` on a torch optimizer, counted by Lightning's manual-optimization loop exactly as
+def step_counter(trainer: Any) -> Any:
+    """Lightning's count of a manual-optimization fit's counted optimizer steps: ``trainer.global_step`` is its
+    ``total.completed``."""
+    return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+
+
+def counted_optimizer_step(counter: Any, optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` on a torch optimizer, counted in ``counter`` (``step_counter(trainer)``) exactly as
     ``LightningOptimizer.step`` counts it (``trainer.global_step`` + 1), without the strategy's and precision
     plugin's dispatch around it (for full precision on one device, where that dispatch only calls hooks)."""
-    progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-    progress.increment_ready()
+    counter.increment_ready()
     optimizer.step()
-    progress.increment_completed()
+    counter.increment_completed()

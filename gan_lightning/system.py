@@ -41,7 +41,7 @@ from gan_lightning import loop as lean_loop
 from gan_lightning.augment import Augment
 from gan_lightning.checks import check_choice, check_networks, check_objective, check_range
 from gan_lightning.compat import (batch_norm_modules, cli_hyperparameters_active, counted_optimizer_step,
-                                  spectral_norm_modules)
+                                  spectral_norm_modules, step_counter)
 from gan_lightning.conditioning import Conditioning
 from gan_lightning.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
@@ -166,6 +166,38 @@ class _HeldFixed:
             m.track_running_stats = True
 
 
+class _FitRefs:
+    """What a training step uses, looked up once per fit. Reached through Lightning's properties and
+    ``nn.Module.__getattr__`` each costs a microsecond or more, and a step makes a few dozen such lookups; around
+    a step of a few milliseconds on small networks they add up to a few percent."""
+
+    __slots__ = ("optimizers", "opt_g", "opt_d", "g_net", "d_net", "discriminator", "generator_ema",
+                 "conditioning", "latent_dim", "normal_prior", "device", "d_held", "d_spectral", "steps",
+                 "before_step", "critic_d", "critic_g")
+
+    def __init__(self, module: "GAN") -> None:
+        trainer = module.trainer
+        self.optimizers = trainer.strategy._lightning_optimizers
+        self.opt_g, self.opt_d = module.optimizers()
+        self.g_net, self.d_net = module._trained_g(), module._trained_d()
+        self.discriminator = module.discriminator
+        self.generator_ema = module.generator_ema
+        self.conditioning = module.conditioning
+        self.latent_dim = module.latent_dim
+        self.normal_prior = module.latent_prior == "normal"
+        self.device = module.device
+        parts = _Parts.of(self.discriminator)
+        self.d_held = _HeldFixed(parts)  # entered once per G phase, never nested
+        self.d_spectral = bool(parts.spectral)
+        # Counts the G steps: trainer.global_step under manual optimization.
+        self.steps = step_counter(trainer)
+        # The direct steps call on_before_optimizer_step only where it does something: gradient clipping, or
+        # a subclass's own hook.
+        self.before_step = module.grad_clip_norm > 0 or is_overridden("on_before_optimizer_step", module, GAN)
+        self.critic_d = module._held_critic(self.d_net)
+        self.critic_g = module._held_critic(self.discriminator)
+
+
 class GAN(pl.LightningModule):
     """A GAN or conditional GAN trained with the two-phase loop; conditional when the networks' conditioning
     is (see ``gan_lightning.conditioning``).
@@ -282,7 +314,10 @@ class GAN(pl.LightningModule):
     # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
     # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.
     def __getstate__(self) -> dict[str, Any]:
-        return strip_parametrizations(super().__getstate__())
+        state = super().__getstate__()
+        if "_refs" in state:  # this fit's trainer objects stay behind
+            state = {name: value for name, value in state.items() if name != "_refs"}
+        return strip_parametrizations(state)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(restore_parametrizations(state))
@@ -319,10 +354,17 @@ class GAN(pl.LightningModule):
     # (see gan_lightning.strategies); the held-fixed network is always called unwrapped, so no gradient
     # synchronisation is set up for it.
     def _trained_g(self) -> nn.Module:
-        return getattr(self, "_g_wrapped", None) or self.generator
+        return self.__dict__.get("_g_wrapped") or self.generator
 
     def _trained_d(self) -> nn.Module:
-        return getattr(self, "_d_wrapped", None) or self.discriminator
+        return self.__dict__.get("_d_wrapped") or self.discriminator
+
+    def _fit_refs(self) -> "_FitRefs":
+        """What every step looks up, found once per fit (and again whenever the strategy's optimizers change)."""
+        refs = self.__dict__.get("_refs")
+        if refs is None or refs.optimizers is not self.trainer.strategy._lightning_optimizers:
+            refs = self.__dict__["_refs"] = _FitRefs(self)
+        return refs
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> Any:
@@ -418,29 +460,42 @@ class GAN(pl.LightningModule):
         if augment and self.augment is not None:
             x = self.augment(x)
         out = net(x, c)
-        return out if isinstance(out, tuple) else (out, None)
+        return out if type(out) is tuple else (out, None)
 
-    def _terms(self, regs: list[Regularizer], hook: str, ctx: Context) -> Tensor | float:
-        total: Tensor | float = 0.0
+    @staticmethod
+    def _terms(regs: list[Regularizer], hook: str, ctx: Context) -> Optional[Tensor]:
+        """The sum of the terms ``regs`` add in ``hook``, in their order; None when none adds one."""
+        total = None
         for reg in regs:
             term = getattr(reg, hook)(ctx)
             if term is not None:
-                total = total + term
+                total = term if total is None else total + term
         return total
 
+    @staticmethod
+    def _plus(loss: Tensor, *terms: Optional[Tensor]) -> Tensor:
+        for term in terms:
+            if term is not None:
+                loss = loss + term
+        return loss
+
     def _optimizer_step(self, optimizer: Any, loss: Tensor, counts: bool) -> None:
-        optimizer.zero_grad(set_to_none=True)
         if self._direct_steps:
             # Full precision on one device with no hook implemented: Lightning's backward would only call
             # loss.backward(), and its optimizer step only this module's on_before_optimizer_step and the step
             # (G's counted as a training step).
+            refs = self._fit_refs()
+            optimizer = optimizer.optimizer
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.on_before_optimizer_step(optimizer.optimizer)
+            if refs.before_step:
+                self.on_before_optimizer_step(optimizer)
             if counts:
-                counted_optimizer_step(self.trainer, optimizer.optimizer)
+                counted_optimizer_step(refs.steps, optimizer)
             else:
-                optimizer.optimizer.step()
+                optimizer.step()
             return
+        optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         # Gradient clipping runs in on_before_optimizer_step, after the precision plugin has unscaled.
         if counts:
@@ -458,38 +513,45 @@ class GAN(pl.LightningModule):
 
     def d_phase(self, real: Tensor, c_real: Optional[Tensor], fake: Tensor, c_fake: Optional[Tensor]) -> dict[str, Tensor]:
         """One D update on a real batch and a (detached) fake batch; returns detached statistics."""
-        _, opt_d = self.optimizers()
-        d_net = self._trained_d()
+        refs = self._fit_refs()
+        opt_d, d_net, augment = refs.opt_d, refs.d_net, self.augment
         fake = fake.detach()
         if self._real_grad:
             real = real.detach().requires_grad_(True)
         if self._fake_grad:
             fake = fake.requires_grad_(True)
-        ctx = Context(Side(real, c_real), Side(fake, c_fake), critic=self._held_critic(d_net),
+        ctx = Context(Side(real, c_real), Side(fake, c_fake), critic=refs.critic_d,
                       interpolation_weights=self.interpolation_weights)
+        real_side, fake_side = ctx.real, ctx.fake
         if self.d_step_mode == "joint":
-            ctx.real.scores, ctx.real.aux = self._critic(d_net, real, c_real)  # advances spectral norm once
+            out = d_net(real if augment is None else augment(real), c_real)  # advances spectral norm once
+            real_side.scores, real_side.aux = out if type(out) is tuple else (out, None)
             real_terms = self._terms(self._d_real_regs, "d_real", ctx)
-            with spectral_norm_frozen(self.discriminator):
-                ctx.fake.scores, ctx.fake.aux = self._critic(d_net, fake, c_fake)
+            if refs.d_spectral:
+                with spectral_norm_frozen(refs.discriminator):
+                    fake_side.scores, fake_side.aux = self._critic(d_net, fake, c_fake)
+            else:
+                out = d_net(fake if augment is None else augment(fake), c_fake)
+                fake_side.scores, fake_side.aux = out if type(out) is tuple else (out, None)
             fake_terms = self._terms(self._d_fake_regs, "d_fake", ctx)
-            d_loss = self.loss.d(ctx.real.scores, ctx.fake.scores)
-            self._optimizer_step(opt_d, d_loss + real_terms + fake_terms, counts=False)
+            d_loss = self.loss.d(real_side.scores, fake_side.scores)
+            self._optimizer_step(opt_d, self._plus(d_loss, real_terms, fake_terms), counts=False)
         else:
-            ctx.fake.scores, ctx.fake.aux = self._critic(d_net, fake, c_fake)
-            loss_fake = self.loss.d_fake(ctx.fake.scores)
-            self._optimizer_step(opt_d, loss_fake + self._terms(self._d_fake_regs, "d_fake", ctx), counts=False)
-            ctx.real.scores, ctx.real.aux = self._critic(d_net, real, c_real)
-            loss_real = self.loss.d_real(ctx.real.scores)
-            self._optimizer_step(opt_d, loss_real + self._terms(self._d_real_regs, "d_real", ctx), counts=False)
+            fake_side.scores, fake_side.aux = self._critic(d_net, fake, c_fake)
+            loss_fake = self.loss.d_fake(fake_side.scores)
+            self._optimizer_step(opt_d, self._plus(loss_fake, self._terms(self._d_fake_regs, "d_fake", ctx)),
+                                 counts=False)
+            real_side.scores, real_side.aux = self._critic(d_net, real, c_real)
+            loss_real = self.loss.d_real(real_side.scores)
+            self._optimizer_step(opt_d, self._plus(loss_real, self._terms(self._d_real_regs, "d_real", ctx)),
+                                 counts=False)
             d_loss = loss_real + loss_fake
-        real_scores = ctx.real.scores.detach()
-        if self.augment is not None:
-            self.augment.observe(real_scores)
+        if augment is not None:
+            augment.observe(real_side.scores.detach())
         stats = {"d_loss": d_loss.detach()}
         if self._readouts_wanted:  # D(x) and D(G(z)) cost a few small ops; the step skips them when not logging
-            stats["d_real"] = self.loss.readout(real_scores).mean()
-            stats["d_fake"] = self.loss.readout(ctx.fake.scores.detach()).mean()
+            stats["d_real"] = self.loss.readout(real_side.scores.detach()).mean()
+            stats["d_fake"] = self.loss.readout(fake_side.scores.detach()).mean()
         stats.update(ctx.stats)
         return stats
 
@@ -506,17 +568,19 @@ class GAN(pl.LightningModule):
                 c_real: Optional[Tensor] = None) -> dict[str, Tensor]:
         """One G update through the held-fixed D; ``fake`` must still carry its graph back to G. ``real`` is
         scored (without gradient) only for losses that use D's real scores in G's loss."""
-        opt_g, _ = self.optimizers()
-        with held_fixed(self.discriminator):
-            fake_scores, fake_aux = self._critic(self.discriminator, fake, c_fake)
+        refs = self._fit_refs()
+        d_net, augment = refs.discriminator, self.augment
+        with refs.d_held:
+            out = d_net(fake if augment is None else augment(fake), c_fake)
+            fake_scores, fake_aux = out if type(out) is tuple else (out, None)
             real_scores = None
             if self.loss.uses_real_in_g:
                 with torch.no_grad():
-                    real_scores = self._critic(self.discriminator, real, c_real)[0]
-            ctx = Context(None, Side(fake, c_fake, fake_scores, fake_aux), critic=self._held_critic(self.discriminator),
+                    real_scores = self._critic(d_net, real, c_real)[0]
+            ctx = Context(None, Side(fake, c_fake, fake_scores, fake_aux), critic=refs.critic_g,
                           interpolation_weights=self.interpolation_weights)
-            g_loss = self.loss.g(fake_scores, real_scores) + self._terms(self._g_regs, "g", ctx)
-            self._optimizer_step(opt_g, g_loss, counts=True)
+            g_loss = self._plus(self.loss.g(fake_scores, real_scores), self._terms(self._g_regs, "g", ctx))
+            self._optimizer_step(refs.opt_g, g_loss, counts=True)
         ctx.stats["g_loss"] = g_loss.detach()
         return ctx.stats
 
@@ -538,22 +602,23 @@ class GAN(pl.LightningModule):
         x, y = (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (list, tuple)) else (batch, None)
         if not self._batch_checked:
             self._check_batch(x)
+        refs = self._fit_refs()
         self._images_seen += x.shape[0] * self._world_size
-        c = self.conditioning.from_batch(x, y)
+        c = refs.conditioning.from_batch(x, y)
         k = self.n_critic
         if k == 1:
             reals, conds = (x,), (c,)
         else:
             reals = x.chunk(k)
             conds = c.chunk(k) if c is not None else (None,) * k
-        g_net = self._trained_g()
-        step = self.trainer.global_step + 1  # this generator step, counted when G's optimizer steps
+        g_net = refs.g_net
+        step = refs.steps.total.completed + 1  # this generator step (trainer.global_step once G's optimizer steps)
         # Lightning writes logged values only every log_every_n_steps; logging on the other steps is overhead.
         log_now = step % self._log_every == 0 or step == self._last_step
         self._readouts_wanted = log_now
         for i, (real, c_real) in enumerate(zip(reals, conds)):
             n = real.shape[0]
-            z = self.sample_z(n)
+            z = self.sample_z(n, device=refs.device)
             c_fake = self.fake_conditions(c_real, n)
             # Only the last D step's fakes are reused by the G phase and need a graph.
             if i == k - 1:
@@ -564,8 +629,10 @@ class GAN(pl.LightningModule):
             stats = self.d_phase(real, c_real, fake, c_fake)
         stats.update(self.g_phase(fake, c_fake, real, c_real))
         self._readouts_wanted = True
-        self._update_ema(step)
-        self._step_schedulers()
+        if refs.generator_ema is not None:
+            update_ema(refs.generator_ema, self.generator, self.ema_decay, copy_only=step <= self.ema_start)
+        for scheduler in self._schedulers:
+            scheduler.step()
         if log_now:
             if self.augment is not None:
                 stats.update(self.augment.stats())
@@ -583,6 +650,7 @@ class GAN(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._batch_checked = False
+        self.__dict__.pop("_refs", None)
         trainer = self.trainer
         # The logging cadence, read once: every step under fast_dev_run, else every log_every_n_steps and the last.
         self._log_every = 1 if trainer.fast_dev_run else max(1, trainer.log_every_n_steps)
@@ -621,21 +689,13 @@ class GAN(pl.LightningModule):
             set_rng_state(state)
         self._direct_steps = direct_steps_possible(self.trainer, self)
         self._schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
+        self.__dict__.pop("_refs", None)  # found again at the first step, with this fit's networks and optimizers
         # One device, nothing unusual: training batches skip the hook dispatches that would do nothing.
         lean_loop.install(self.trainer, self)
 
     def on_train_end(self) -> None:
         lean_loop.uninstall(self.trainer)
-
-    # ------------------------------------------------------------------ schedules and EMA
-    def _step_schedulers(self) -> None:
-        for scheduler in self._schedulers:
-            scheduler.step()
-
-    def _update_ema(self, step: int) -> None:
-        if self.generator_ema is not None:
-            update_ema(self.generator_ema, self.generator, self.ema_decay, copy_only=step <= self.ema_start)
-
+        self.__dict__.pop("_refs", None)
 
 # Lightning reads training_step's signature on every batch (which arguments to pass) and on every self.log call;
 # a stored signature spares it re-deriving one from the code object each time (~15 µs per look).
