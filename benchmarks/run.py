@@ -62,9 +62,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads in every section")
     p.add_argument("--note", default=None, help="a line added under the title (e.g. how busy the machine was)")
     g = p.add_argument_group("step_speed")
-    g.add_argument("--steps", type=int, default=None, help="iterations per turn, a multiple of the logging cadence of 50 (default: dcgan 50, toy 100)")
-    g.add_argument("--warmup", type=int, default=None, help="untimed steps first (default: dcgan 20, toy 50)")
-    g.add_argument("--rounds", type=int, default=15, help="timed rounds of turns, every variant one turn per round")
+    g.add_argument("--steps", type=int, default=None, help="iterations per turn, a divisor or multiple of the logging cadence of 50 (default: dcgan 50, toy 10)")
+    g.add_argument("--warmup", type=int, default=None, help="untimed steps of every instance first (default: 50)")
+    g.add_argument("--rounds", type=int, default=None, help="timed rounds of turns, every variant one turn per round (default: dcgan 15, toy 150; Lightning's loop alone 15)")
+    g.add_argument("--instances", type=int, default=None, help="times every variant is built afresh (default: dcgan 5, toy 10)")
     g.add_argument("--loop_batches", type=int, default=500, help="batches per turn of Lightning's loop alone")
     g = p.add_argument_group("startup")
     g.add_argument("--startup_rounds", type=int, default=5)
@@ -95,15 +96,18 @@ def section_step_speed(args: argparse.Namespace, results: Path, out: Path) -> st
         "the usual Lightning GAN pattern (`toggle_optimizer`, fakes generated twice), and a second copy of the "
         "hand-written loop (`plain_again`: how far from 1.000x no difference at all measures on this machine). "
         "The variants run side by side in one process, taking turns of a few iterations in an order rotated each "
-        "round. Speed vs plain is the median over rounds of the per-round ratio; the overhead is the median of the "
-        "per-round difference. `benchmarks/step_speed.py`.",
+        "round, and each variant is built several times afresh (the same code on a fresh copy of the same networks "
+        "runs a few percent faster or slower for as long as that copy lives). With turns shorter than the logging "
+        "cadence a figure sums the consecutive turns that hold one logging step. Speed vs plain is the median over "
+        "figures of the ratio within a figure; the overhead is the median of the difference. "
+        "`benchmarks/step_speed.py`.",
     ]
     for model in ("dcgan", "toy"):
         print(f"# step_speed: {model} ...", file=sys.stderr, flush=True)
-        result = step_speed.measure(model, args.steps, args.warmup, args.rounds)
+        result = step_speed.measure(model, args.steps, args.warmup, args.rounds, instances=args.instances)
         parts.append(step_speed.markdown(result, args.threads))
     print("# step_speed: Lightning's loop alone ...", file=sys.stderr, flush=True)
-    loop = step_speed.loop_cost(args.loop_batches, min(100, args.loop_batches), args.rounds)
+    loop = step_speed.loop_cost(args.loop_batches, min(100, args.loop_batches), args.rounds or 15)
     parts.append(step_speed.loop_markdown(loop))
     return "\n\n".join(parts)
 

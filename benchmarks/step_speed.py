@@ -28,18 +28,25 @@ Variants:
   as on this machine, i.e. the resolution of the other ratios.
 
 The variants run side by side in one process, each ``fit`` (or loop) in a thread of its own, taking turns
-(``Turns``): while one runs, the others wait. After an untimed round that builds everything and warms up, every
-round gives each variant one turn of ``--steps`` iterations, in an order rotated by one each round, so a drift
-of the machine's speed over seconds lands on all variants of a round alike. Each variant's ms/step is the
-median over rounds of its time per iteration; ``speed vs plain`` is the median over rounds of plain's time
-divided by the variant's time in the same round (higher is faster; targets for gan_lightning: >= 0.95 on the
-default networks, >= 0.97 on the toy networks), and ``overhead`` the median over rounds of the variant's time
-minus plain's, in ms per step.
+(``Turns``): while one runs, the others wait. Every round gives each variant one turn of ``--steps`` iterations,
+in an order rotated by one each round, so a drift of the machine's speed lands on all variants of a round alike;
+the shorter the turns, the closer in time the variants they compare. Every variant is also built ``--instances``
+times afresh, all at the same rounds, each instance starting with an untimed turn that builds it and warms it
+up: on a shared machine the same code on a fresh copy of the same networks can run a few percent faster or
+slower for as long as that copy lives, which only fresh copies average out (``plain_again`` shows what is left).
+Where turns are shorter than the logging cadence of 50, a figure sums the consecutive turns that hold one
+logging step (toy: turns of 10, figures of 50 iterations), so that logging weighs what it weighs in a run.
+
+Each variant's ms/step is the median over figures of its time per iteration; ``speed vs plain`` is the median
+over figures of plain's time divided by the variant's time in the same figure (higher is faster; targets for
+gan_lightning: >= 0.95 on the default networks, >= 0.97 on the toy networks), and ``overhead`` the median over
+figures of the variant's time minus plain's, in ms per step.
 
 With the toy model, a last table times Lightning's loop by itself (``loop_cost``): ``fit`` of a module whose step
 is one optimizer step on a one-element parameter, against iterating the same data loader alone.
 
-    .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds 15] [--threads 1]
+    .venv/bin/python benchmarks/step_speed.py [--model dcgan toy] [--steps N] [--warmup N] [--rounds N] [--instances N]
+        [--threads 1]
 """
 
 from __future__ import annotations
@@ -67,7 +74,9 @@ from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
 VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again")
 # model -> (timed steps, warm-up steps, batch) by default
-DEFAULTS = {"dcgan": (50, 20, 64), "toy": (100, 50, 100)}
+# Per model: iterations per turn, untimed warm-up iterations, batch size, timed rounds, fresh instances.
+DEFAULTS = {"dcgan": (50, 50, 64, 15, 5), "toy": (10, 50, 100, 150, 10)}
+LOG_EVERY = 50  # the logging cadence of the Lightning variants (_trainer)
 TITLES = {
     "dcgan": "class-conditional DCGAN (cgan_mnist5k networks) on embedded MNIST",
     "toy": "toy MLP GAN with R1 (toy_ring networks) on the 8-mode ring",
@@ -551,22 +560,36 @@ class _Abort(Exception):
 
 class Turns:
     """Variants side by side in one process, each in a thread of its own, taking turns: one runs while the others
-    wait. A first, untimed round builds every variant and runs ``warmup`` iterations of each; then, in each of
-    ``rounds`` rounds, every variant runs ``steps`` iterations, in an order rotated by one each round. A turn's
-    figure is its wall time per iteration, from the end of the iteration before the turn to the end of its last,
-    so that a slow drift of the machine's speed (other tenants, clock changes) lands on every variant of a round
-    alike; a variant's teardown runs before the next turn starts.
+    wait. Every variant is built ``instances`` times afresh (networks, optimizers, data loader, trainer): each
+    instance first takes an untimed turn that builds it and runs ``warmup`` iterations, then its share of the
+    ``rounds`` timed rounds (as equal as they divide), in each of which every variant runs ``steps`` iterations,
+    the order rotated by one each round. All variants start a new instance in the same round.
 
-    ``runners[name](iterations, tick)`` runs ``warmup + rounds * steps`` iterations, calling ``tick()`` after
-    each (a callback's ``on_train_batch_end`` in ``Trainer.fit``)."""
+    A turn's figure is its wall time per iteration, from the end of the iteration before the turn to the end of
+    its last, so that a slow drift of the machine's speed (other tenants, clock changes) lands on every variant of
+    a round alike; a variant's teardown runs before the next turn starts. Fresh instances matter as much: the
+    same code on a second copy of the same networks can run a few percent faster or slower for as long as that
+    copy lives (where its tensors landed in memory), which more rounds of one copy never average out.
 
-    def __init__(self, runners: dict[str, Callable[..., None]], steps: int, warmup: int, rounds: int) -> None:
-        if steps < 1 or rounds < 1:
-            raise ValueError("Turns: steps and rounds must be >= 1")
+    Each instance's share of the rounds is a multiple of ``unit`` rounds, so that figures that sum ``unit``
+    consecutive rounds never span two instances.
+
+    ``runners[name](iterations, tick)`` builds one instance and runs ``warmup + k * steps`` iterations, ``k`` that
+    instance's timed rounds, calling ``tick()`` after each (a callback's ``on_train_batch_end`` in
+    ``Trainer.fit``)."""
+
+    def __init__(self, runners: dict[str, Callable[..., None]], steps: int, warmup: int, rounds: int,
+                 instances: int = 1, unit: int = 1) -> None:
+        if steps < 1 or rounds < 1 or unit < 1 or rounds % unit or not 1 <= instances <= rounds // unit:
+            raise ValueError("Turns: steps, rounds and unit must be >= 1, rounds a multiple of unit, instances "
+                             "between 1 and rounds / unit")
         self.runners, self.steps, self.warmup, self.rounds = runners, steps, max(1, warmup), rounds
-        self.schedule = [name for order in rotations(list(runners), rounds + 1) for name in order]
+        # Timed rounds of each instance, in multiples of ``unit``; an instance's turns are its warm-up turn and these.
+        units = rounds // unit
+        self.shares = [unit * (units // instances + (1 if j < units % instances else 0)) for j in range(instances)]
+        self.schedule = [name for order in rotations(list(runners), rounds + instances) for name in order]
         self.times: dict[str, list[float]] = {name: [] for name in runners}
-        self.turns_done = {name: 0 for name in runners}
+        self.turns_done = {name: 0 for name in runners}  # of the current instance, its warm-up turn included
         self.turn, self.in_turn, self.started = 0, 0, 0.0
         self.failed: Optional[BaseException] = None
         self.cond = threading.Condition()
@@ -582,27 +605,31 @@ class Turns:
             raise self.failed
         return self.times
 
-    def tick(self, name: str) -> None:
+    def tick(self, name: str, share: int) -> None:
         self.in_turn += 1
         done = self.turns_done[name]
-        if done > self.rounds:
-            raise RuntimeError(f"{name} ran more iterations than its {self.warmup} + {self.rounds} x {self.steps}")
+        if done > share:
+            raise RuntimeError(f"{name} ran more iterations than its {self.warmup} + {share} x {self.steps}")
         if self.in_turn < (self.warmup if done == 0 else self.steps):
             return
         if done > 0:
             _sync()
             self.times[name].append((time.perf_counter() - self.started) / self.steps)
         self.turns_done[name] = done + 1
-        if done < self.rounds:  # after its last turn the thread passes once the runner has returned
+        if done < share:  # after the instance's last turn the thread passes once the runner has returned
             self._pass()
             self._wait(name)
 
     def _thread(self, name: str) -> None:
         try:
-            self._wait(name)
-            self.runners[name](self.warmup + self.rounds * self.steps, partial(self.tick, name))
-            if self.turns_done[name] != self.rounds + 1:
-                raise RuntimeError(f"{name} stopped after {self.turns_done[name]} of its {self.rounds + 1} turns")
+            for j, share in enumerate(self.shares):
+                if j:
+                    self._pass()
+                self._wait(name)
+                self.turns_done[name] = 0
+                self.runners[name](self.warmup + share * self.steps, partial(self.tick, name, share))
+                if self.turns_done[name] != share + 1:
+                    raise RuntimeError(f"{name} stopped after {self.turns_done[name]} of its {share + 1} turns")
         except _Abort:
             return
         except BaseException as err:  # noqa: BLE001 - re-raised by run() in the main thread
@@ -628,14 +655,25 @@ class Turns:
             self.cond.notify_all()
 
 
-def measure(model: str, steps: Optional[int] = None, warmup: Optional[int] = None, rounds: int = 15,
-            batch: Optional[int] = None) -> dict[str, Any]:
-    """Seconds per iteration of every variant in every round (``times[variant][round]``), the variants taking
-    turns of ``steps`` iterations (``Turns``), with the settings."""
-    d_steps, d_warmup, d_batch = DEFAULTS[model]
+def measure(model: str, steps: Optional[int] = None, warmup: Optional[int] = None, rounds: Optional[int] = None,
+            batch: Optional[int] = None, instances: Optional[int] = None) -> dict[str, Any]:
+    """Seconds per iteration of every variant in every figure (``times[variant][figure]``), with the settings.
+
+    The variants take turns of ``steps`` iterations over ``rounds`` rounds, each variant built ``instances`` times
+    afresh (``Turns``). Where ``steps`` divides the logging cadence (50), a figure sums the ``50 / steps``
+    consecutive turns that hold one logging step of every variant, so that short turns (which pair the variants
+    more closely in time) weigh logging exactly as often as it happens."""
+    d_steps, d_warmup, d_batch, d_rounds, d_instances = DEFAULTS[model]
     steps, warmup, batch = steps or d_steps, d_warmup if warmup is None else warmup, batch or d_batch
-    times = Turns(_with_batch(VARIANTS[model], batch), steps, warmup, rounds).run()
-    return {"model": model, "steps": steps, "warmup": warmup, "rounds": rounds, "batch": batch, "times": times}
+    rounds, instances = rounds or d_rounds, instances or d_instances
+    group = LOG_EVERY // steps if steps < LOG_EVERY and LOG_EVERY % steps == 0 and warmup % LOG_EVERY == 0 else 1
+    figures = max(1, rounds // group)
+    instances = max(1, min(instances, figures))
+    turns = Turns(_with_batch(VARIANTS[model], batch), steps, warmup, figures * group, instances, unit=group).run()
+    times = {name: [sum(values[i:i + group]) / group for i in range(0, len(values), group)]
+             for name, values in turns.items()}
+    return {"model": model, "steps": steps, "warmup": warmup, "rounds": figures * group, "group": group,
+            "instances": instances, "batch": batch, "times": times}
 
 
 def summary(result: dict[str, Any]) -> list[dict[str, float]]:
@@ -654,8 +692,12 @@ def summary(result: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def markdown(result: dict[str, Any], threads: int) -> str:
-    head = (f"{TITLES[result['model']]}, batch {result['batch']}, turns of {result['steps']} iterations after "
-            f"{result['warmup']} warm-up, rounds: {result['rounds']}, threads: {threads}")
+    group = result.get("group", 1)
+    figures = (f"each figure {group} consecutive turns ({group * result['steps']} iterations)" if group > 1
+               else "each figure one turn")
+    head = (f"{TITLES[result['model']]}, batch {result['batch']}, turns of {result['steps']} iterations, "
+            f"rounds: {result['rounds']}, {figures}, every variant built {result.get('instances', 1)} times "
+            f"afresh with {result['warmup']} warm-up iterations each, threads: {threads}")
     rows = [(r["variant"], f"{r['ms']:.2f}", f"{r['speed']:.3f}x",
              "—" if r["variant"] == "plain" else f"{r['overhead_ms']:+.2f}") for r in summary(result)]
     return head + "\n\n" + table(["variant", "ms / step (median)", "speed vs plain (median ratio)",
@@ -665,18 +707,19 @@ def markdown(result: dict[str, Any], threads: int) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=None, help="iterations per turn, a multiple of the logging cadence of 50 (default: dcgan 50, toy 100)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: dcgan 20, toy 50)")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds of turns")
+    parser.add_argument("--steps", type=int, default=None, help="iterations per turn, a divisor or multiple of the logging cadence of 50 (default: dcgan 50, toy 10)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed iterations of every instance first (default: 50)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds of turns (default: dcgan 15, toy 150)")
+    parser.add_argument("--instances", type=int, default=None, help="times every variant is built afresh (default: dcgan 5, toy 10)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: dcgan 64, toy 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a busy CPU)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for model in args.model:
-        result = measure(model, args.steps, args.warmup, args.rounds, args.batch)
+        result = measure(model, args.steps, args.warmup, args.rounds, args.batch, args.instances)
         print("\nstep speed: " + markdown(result, args.threads) + "\n", flush=True)
     if "toy" in args.model:
-        print("\n" + loop_markdown(loop_cost(rounds=args.rounds)) + "\n", flush=True)
+        print("\n" + loop_markdown(loop_cost(rounds=args.rounds or 15)) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -329,3 +329,58 @@ def test_turns_stop_every_variant_when_one_fails():
     # b fails at the start of the first timed round, where it goes first: a and c ran their warm-up only, and
     # stopped waiting for their turns instead of hanging.
     assert events == ["a", "a", "c", "c"]
+
+
+def test_turns_build_every_variant_afresh_at_the_same_rounds():
+    from step_speed import Turns
+
+    events, running, builds = [], [], []
+
+    def counted(name: str):
+        run = _turn_runner(name, events, running)
+
+        def build_and_run(iterations: int, tick) -> None:
+            builds.append((name, iterations))
+            run(iterations, tick)
+
+        return build_and_run
+
+    names = ["a", "b"]
+    # 12 rounds in units of 2, over 3 instances: 2 units each (4 rounds), every instance warming up first.
+    times = Turns({n: counted(n) for n in names}, steps=3, warmup=2, rounds=12, instances=3, unit=2).run()
+    # Both variants build an instance (in that round's rotated order) before either builds the next.
+    assert [sorted(builds[i:i + 2]) for i in (0, 2, 4)] == [[("a", 2 + 4 * 3), ("b", 2 + 4 * 3)]] * 3
+    # Per instance: a warm-up turn of 2 iterations each, then 4 rounds of 3, rotated by one per round throughout.
+    assert len(events) == 3 * (2 * 2 + 4 * 2 * 3)
+    assert all(len(values) == 12 and all(v > 0 for v in values) for values in times.values())
+    with pytest.raises(ValueError, match="instances"):
+        Turns({n: counted(n) for n in names}, steps=3, warmup=2, rounds=12, instances=4, unit=4)
+    with pytest.raises(ValueError, match="multiple of unit"):
+        Turns({n: counted(n) for n in names}, steps=3, warmup=2, rounds=10, instances=1, unit=4)
+
+
+def test_measure_sums_the_turns_that_hold_one_logging_step(monkeypatch):
+    import step_speed as S
+
+    seen = {}
+
+    class FakeTurns:
+        def __init__(self, runners, steps, warmup, rounds, instances, unit):
+            seen.update(steps=steps, warmup=warmup, rounds=rounds, instances=instances, unit=unit)
+            self.names = list(runners)
+
+        def run(self):  # seconds per iteration of each turn: rounds 0..9 for plain, twice that for the others
+            return {name: [(r + 1) * (1 if name == "plain" else 2) for r in range(seen["rounds"])] for name in self.names}
+
+    monkeypatch.setattr(S, "Turns", FakeTurns)
+    result = S.measure("toy", steps=10, warmup=50, rounds=12, instances=10)
+    # Turns of 10 iterations: 5 per figure (one logging step in 50), 12 rounds give 2 figures, so 2 instances.
+    assert seen == {"steps": 10, "warmup": 50, "rounds": 10, "instances": 2, "unit": 5}
+    assert result["group"] == 5 and result["rounds"] == 10
+    assert result["times"]["plain"] == [3.0, 8.0]  # means of rounds 1-5 and 6-10
+    assert result["times"]["gan_lightning"] == [6.0, 16.0]
+    rows = {row["variant"]: row for row in S.summary(result)}
+    assert rows["gan_lightning"]["speed"] == pytest.approx(0.5)
+    # Turns as long as the cadence, or a warm-up off the cadence: every turn is a figure.
+    assert S.measure("toy", steps=50, warmup=50, rounds=4, instances=2)["group"] == 1
+    assert S.measure("toy", steps=10, warmup=20, rounds=4, instances=2)["group"] == 1
