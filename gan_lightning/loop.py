@@ -21,6 +21,8 @@ were; the module counts its ``log`` calls, callbacks' included, in ``_log_calls`
 a ``training_step(batch, batch_idx)`` and no ``on_train_batch_start`` in the module. The first batch after resuming
 in the middle of an epoch and a data loader iterator given to the step go through Lightning's own ``advance``;
 batch-transfer hooks implemented by the module or the data module are dispatched as Lightning dispatches them.
+Where the fit has no validation and no gradient accumulation, the end of each batch (``lean_advance_end``) skips
+the checks for validation and learning-rate updates that could not apply.
 
 Logging has a cost of its own, under every strategy: ``LightningModule.log`` moves the logged value's accumulator
 to the value's device at every call, which costs far more than the rest of the call. ``GAN.log`` gives the
@@ -43,6 +45,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer import call
 from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.signature_utils import is_param_in_hook_signature
 import torch
@@ -80,12 +83,15 @@ def install(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
     loop._lean_hooks = {}
     loop._lean_log_calls = None  # the module's log-call count when the logged values were last recomputed
     loop.advance = MethodType(lean_advance, loop)
+    if not trainer.enable_validation and trainer.accumulate_grad_batches == 1:
+        loop.on_advance_end = MethodType(lean_advance_end, loop)
     return True
 
 
 def uninstall(trainer: pl.Trainer) -> None:
     loop = trainer.fit_loop.epoch_loop
-    for name in ("advance", "_lean_module", "_lean_own_transfer", "_lean_batch_end", "_lean_hooks", "_lean_log_calls"):
+    for name in ("advance", "on_advance_end", "_lean_module", "_lean_own_transfer", "_lean_batch_end", "_lean_hooks",
+                 "_lean_log_calls"):
         loop.__dict__.pop(name, None)
 
 
@@ -162,6 +168,21 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
         results.batch_size = None
     self.batch_progress.increment_completed()
     trainer._logger_connector.update_train_step_metrics()
+
+
+def lean_advance_end(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
+    """``_TrainingEpochLoop.on_advance_end`` for a fit without validation, with manual optimization and without
+    gradient accumulation (``install`` checks): there is no validation to look for, no learning-rate schedule for
+    the loop to update (the module steps its own), and every batch is one that stepped. The loggers still save
+    when the trainer is asked to stop, and a SIGTERM still ends the fit."""
+    self._skip_next_val = False
+    self._batches_that_stepped += 1
+    trainer = self.trainer
+    if trainer.should_stop:
+        for logger in trainer.loggers:
+            logger.save()
+    if trainer.received_sigterm and not self._is_training_done:
+        raise SIGTERMException
 
 
 # ------------------------------------------------------------------------------------------------ logged values

@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.profilers import SimpleProfiler
 
 from gan_lightning import loop as lean_loop
@@ -61,14 +62,14 @@ class HookLog(pl.Callback):
             pl_module.log("callback/mean", float(batch_idx), on_step=False, on_epoch=True, prog_bar=True)
 
 
-def _fit(tmp_path: Path, name: str, steps: int = 19, cls: type = GAN, **trainer_kwargs):
+def _fit(tmp_path: Path, name: str, steps: int = 19, cls: type = GAN, callbacks: tuple = (), **trainer_kwargs):
     """19 generator steps over epochs of 8 batches, logging every 3 steps to a CSV file."""
     model = tiny_gan(cls)
     log = HookLog()
     torch.manual_seed(1)
     trainer = pl.Trainer(max_steps=steps, max_epochs=-1, accelerator="cpu", devices=1, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=3,
-                         logger=CSVLogger(str(tmp_path), name=name, version=0), callbacks=[log], **trainer_kwargs)
+                         logger=CSVLogger(str(tmp_path), name=name, version=0), callbacks=[log, *callbacks], **trainer_kwargs)
     trainer.fit(model, ToyDataModule(num_samples=64, batch_size=BATCH))
     rows = list(csv.DictReader(open(Path(trainer.logger.log_dir) / "metrics.csv")))
     rows = [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
@@ -264,3 +265,51 @@ def test_the_device_check_looks_into_nothing_it_cannot_see_through():
     assert lean_loop._all_on({"a": {"b": torch.zeros(1, device="meta")}}, cpu) is False
     for unknown in ([torch.zeros(1)], (1,), {1}, {"b": [1]}, {"b": {"c": 1}}, object()):
         assert lean_loop._all_on({"a": unknown}, cpu) is None, unknown
+
+
+def test_the_end_of_a_batch_is_lean_without_validation_and_stops_as_lightnings(tmp_path, monkeypatch):
+    """A callback asks to stop at step 7: both loops stop there, with the same progress and logged rows."""
+
+    class StopAt7(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            ends.append(getattr(trainer.fit_loop.epoch_loop.on_advance_end, "__func__", None))
+            if trainer.global_step == 7:
+                trainer.should_stop = True
+
+    ends: list = []
+    lean_model, lean_trainer, _, lean_rows = _fit(tmp_path, "lean", callbacks=(StopAt7(),))
+    assert ends and all(func is lean_loop.lean_advance_end for func in ends)
+    assert "on_advance_end" not in vars(lean_trainer.fit_loop.epoch_loop)  # given back after fit
+    ends.clear()
+    monkeypatch.setattr(lean_loop, "lean_loop_possible", lambda trainer, module: False)
+    _, own_trainer, _, own_rows = _fit(tmp_path, "lightning", callbacks=(StopAt7(),))
+    assert not any(func is lean_loop.lean_advance_end for func in ends)
+    assert lean_trainer.global_step == own_trainer.global_step == 7
+    assert lean_trainer.fit_loop.state_dict() == own_trainer.fit_loop.state_dict()
+    assert lean_trainer.fit_loop.epoch_loop._batches_that_stepped == own_trainer.fit_loop.epoch_loop._batches_that_stepped == 7
+    assert lean_rows == own_rows and len(lean_rows) >= 2
+
+
+def test_a_fit_with_validation_keeps_lightnings_end_of_batch(tmp_path):
+    """Validation every 4 batches runs as Lightning runs it: the lean batch, Lightning's end of batch."""
+
+    class Validated(GAN):
+        def validation_step(self, batch, batch_idx):
+            self.val_batches = getattr(self, "val_batches", 0) + 1
+
+    model = tiny_gan(Validated)
+    loader = ToyDataModule(num_samples=64, batch_size=BATCH)
+    loader.setup("fit")
+    ends = []
+
+    class Watch(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            loop = trainer.fit_loop.epoch_loop
+            ends.append((getattr(loop.advance, "__func__", None), getattr(loop.on_advance_end, "__func__", None)))
+
+    trainer = pl.Trainer(max_steps=8, max_epochs=-1, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, val_check_interval=4, limit_val_batches=1, callbacks=[Watch()])
+    trainer.fit(model, train_dataloaders=loader.train_dataloader(), val_dataloaders=loader.train_dataloader())
+    assert model.val_batches == 2  # after batches 4 and 8
+    assert ends == [(lean_loop.lean_advance, _TrainingEpochLoop.on_advance_end)] * 8
