@@ -35,7 +35,7 @@ times afresh, all at the same rounds, each instance starting with an untimed tur
 up: on a shared machine the same code on a fresh copy of the same networks can run a few percent faster or
 slower for as long as that copy lives, which only fresh copies average out (``plain_again`` shows what is left).
 Where turns are shorter than the logging cadence of 50, a figure sums the consecutive turns that hold one
-logging step (toy: turns of 10, figures of 50 iterations), so that logging weighs what it weighs in a run.
+logging step (by default turns of 10 iterations, figures of 50), so that logging weighs what it weighs in a run.
 
 Each variant's ms/step is the median over figures of its time per iteration; ``speed vs plain`` is the median
 over figures of plain's time divided by the variant's time in the same figure (higher is faster; targets for
@@ -75,7 +75,7 @@ from bench_common import median, rotations, table  # noqa: E402  (same folder)
 VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again")
 # model -> (timed steps, warm-up steps, batch) by default
 # Per model: iterations per turn, untimed warm-up iterations, batch size, timed rounds, fresh instances.
-DEFAULTS = {"dcgan": (50, 50, 64, 15, 5), "toy": (10, 50, 100, 150, 10)}
+DEFAULTS = {"dcgan": (10, 50, 64, 100, 10), "toy": (10, 50, 100, 150, 10)}
 LOG_EVERY = 50  # the logging cadence of the Lightning variants (_trainer)
 TITLES = {
     "dcgan": "class-conditional DCGAN (cgan_mnist5k networks) on embedded MNIST",
@@ -707,10 +707,10 @@ def markdown(result: dict[str, Any], threads: int) -> str:
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--steps", type=int, default=None, help="iterations per turn, a divisor or multiple of the logging cadence of 50 (default: dcgan 50, toy 10)")
+    parser.add_argument("--steps", type=int, default=None, help="iterations per turn, a divisor or multiple of the logging cadence of 50 (default: 10)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations of every instance first (default: 50)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds of turns (default: dcgan 15, toy 150)")
-    parser.add_argument("--instances", type=int, default=None, help="times every variant is built afresh (default: dcgan 5, toy 10)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds of turns (default: dcgan 100, toy 150)")
+    parser.add_argument("--instances", type=int, default=None, help="times every variant is built afresh (default: 10)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: dcgan 64, toy 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a busy CPU)")
     args = parser.parse_args(argv)
