@@ -168,12 +168,10 @@ class _HeldFixed:
 
 class _FitRefs:
     """What a training step uses, looked up once per fit. Reached through Lightning's properties and
-    ``nn.Module.__getattr__`` each costs a microsecond or more, and a step makes a few dozen such lookups; around
-    a step of a few milliseconds on small networks they add up to a few percent."""
+    ``nn.Module.__getattr__``, each costs a microsecond or more, and a step would make a few dozen such lookups."""
 
     __slots__ = ("optimizers", "opt_g", "opt_d", "g_net", "d_net", "discriminator", "generator_ema",
-                 "conditioning", "latent_dim", "normal_prior", "device", "d_held", "d_spectral", "steps",
-                 "before_step", "critic_d", "critic_g")
+                 "conditioning", "device", "d_held", "d_spectral", "steps", "before_step", "critic_d", "critic_g")
 
     def __init__(self, module: "GAN") -> None:
         trainer = module.trainer
@@ -183,8 +181,6 @@ class _FitRefs:
         self.discriminator = module.discriminator
         self.generator_ema = module.generator_ema
         self.conditioning = module.conditioning
-        self.latent_dim = module.latent_dim
-        self.normal_prior = module.latent_prior == "normal"
         self.device = module.device
         parts = _Parts.of(self.discriminator)
         self.d_held = _HeldFixed(parts)  # entered once per G phase, never nested
@@ -460,7 +456,7 @@ class GAN(pl.LightningModule):
         if augment and self.augment is not None:
             x = self.augment(x)
         out = net(x, c)
-        return out if type(out) is tuple else (out, None)
+        return out if isinstance(out, tuple) else (out, None)
 
     @staticmethod
     def _terms(regs: list[Regularizer], hook: str, ctx: Context) -> Optional[Tensor]:
@@ -525,14 +521,14 @@ class GAN(pl.LightningModule):
         real_side, fake_side = ctx.real, ctx.fake
         if self.d_step_mode == "joint":
             out = d_net(real if augment is None else augment(real), c_real)  # advances spectral norm once
-            real_side.scores, real_side.aux = out if type(out) is tuple else (out, None)
+            real_side.scores, real_side.aux = out if isinstance(out, tuple) else (out, None)
             real_terms = self._terms(self._d_real_regs, "d_real", ctx)
             if refs.d_spectral:
                 with spectral_norm_frozen(refs.discriminator):
                     fake_side.scores, fake_side.aux = self._critic(d_net, fake, c_fake)
             else:
                 out = d_net(fake if augment is None else augment(fake), c_fake)
-                fake_side.scores, fake_side.aux = out if type(out) is tuple else (out, None)
+                fake_side.scores, fake_side.aux = out if isinstance(out, tuple) else (out, None)
             fake_terms = self._terms(self._d_fake_regs, "d_fake", ctx)
             d_loss = self.loss.d(real_side.scores, fake_side.scores)
             self._optimizer_step(opt_d, self._plus(d_loss, real_terms, fake_terms), counts=False)
@@ -572,7 +568,7 @@ class GAN(pl.LightningModule):
         d_net, augment = refs.discriminator, self.augment
         with refs.d_held:
             out = d_net(fake if augment is None else augment(fake), c_fake)
-            fake_scores, fake_aux = out if type(out) is tuple else (out, None)
+            fake_scores, fake_aux = out if isinstance(out, tuple) else (out, None)
             real_scores = None
             if self.loss.uses_real_in_g:
                 with torch.no_grad():
@@ -696,6 +692,7 @@ class GAN(pl.LightningModule):
     def on_train_end(self) -> None:
         lean_loop.uninstall(self.trainer)
         self.__dict__.pop("_refs", None)
+
 
 # Lightning reads training_step's signature on every batch (which arguments to pass) and on every self.log call;
 # a stored signature spares it re-deriving one from the code object each time (~15 µs per look).
