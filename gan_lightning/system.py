@@ -171,7 +171,7 @@ class _FitRefs:
     ``nn.Module.__getattr__``, each costs a microsecond or more, and a step would make a few dozen such lookups."""
 
     __slots__ = ("optimizers", "opt_g", "opt_d", "g_net", "d_net", "discriminator", "generator_ema",
-                 "conditioning", "device", "d_held", "d_spectral", "steps", "before_step", "critic_d", "critic_g")
+                 "conditioning", "device", "d_held", "d_frozen", "steps", "before_step", "critic_d", "critic_g")
 
     def __init__(self, module: "GAN") -> None:
         trainer = module.trainer
@@ -183,8 +183,8 @@ class _FitRefs:
         self.conditioning = module.conditioning
         self.device = module.device
         parts = _Parts.of(self.discriminator)
-        self.d_held = _HeldFixed(parts)  # entered once per G phase, never nested
-        self.d_spectral = bool(parts.spectral)
+        # Each entered once per phase, never nested (penalties' critics freeze spectral norm with their own).
+        self.d_held, self.d_frozen = _HeldFixed(parts), _SpectralNormFrozen(parts)
         # Counts the G steps: trainer.global_step under manual optimization.
         self.steps = step_counter(trainer)
         # The direct steps call on_before_optimizer_step only where it does something: gradient clipping, or
@@ -520,15 +520,10 @@ class GAN(pl.LightningModule):
                       interpolation_weights=self.interpolation_weights)
         real_side, fake_side = ctx.real, ctx.fake
         if self.d_step_mode == "joint":
-            out = d_net(real if augment is None else augment(real), c_real)  # advances spectral norm once
-            real_side.scores, real_side.aux = out if isinstance(out, tuple) else (out, None)
+            real_side.scores, real_side.aux = self._critic(d_net, real, c_real)  # advances spectral norm once
             real_terms = self._terms(self._d_real_regs, "d_real", ctx)
-            if refs.d_spectral:
-                with spectral_norm_frozen(refs.discriminator):
-                    fake_side.scores, fake_side.aux = self._critic(d_net, fake, c_fake)
-            else:
-                out = d_net(fake if augment is None else augment(fake), c_fake)
-                fake_side.scores, fake_side.aux = out if isinstance(out, tuple) else (out, None)
+            with refs.d_frozen:
+                fake_side.scores, fake_side.aux = self._critic(d_net, fake, c_fake)
             fake_terms = self._terms(self._d_fake_regs, "d_fake", ctx)
             d_loss = self.loss.d(real_side.scores, fake_side.scores)
             self._optimizer_step(opt_d, self._plus(d_loss, real_terms, fake_terms), counts=False)
@@ -565,10 +560,9 @@ class GAN(pl.LightningModule):
         """One G update through the held-fixed D; ``fake`` must still carry its graph back to G. ``real`` is
         scored (without gradient) only for losses that use D's real scores in G's loss."""
         refs = self._fit_refs()
-        d_net, augment = refs.discriminator, self.augment
+        d_net = refs.discriminator
         with refs.d_held:
-            out = d_net(fake if augment is None else augment(fake), c_fake)
-            fake_scores, fake_aux = out if isinstance(out, tuple) else (out, None)
+            fake_scores, fake_aux = self._critic(d_net, fake, c_fake)
             real_scores = None
             if self.loss.uses_real_in_g:
                 with torch.no_grad():

@@ -277,7 +277,7 @@ def test_the_end_of_a_batch_is_lean_without_validation_and_stops_as_lightnings(t
                 trainer.should_stop = True
 
     ends: list = []
-    lean_model, lean_trainer, _, lean_rows = _fit(tmp_path, "lean", callbacks=(StopAt7(),))
+    _, lean_trainer, _, lean_rows = _fit(tmp_path, "lean", callbacks=(StopAt7(),))
     assert ends and all(func is lean_loop.lean_advance_end for func in ends)
     assert "on_advance_end" not in vars(lean_trainer.fit_loop.epoch_loop)  # given back after fit
     ends.clear()
