@@ -14,7 +14,12 @@ hooks that are implemented, moves the batch with ``move_data_to_device`` (what t
 ``transfer_batch_to_device`` does, leaving a tuple or list of tensors already on the device as it is), skips the
 no-op strategy hooks and the learning-rate updates that manual optimization never makes, and, on batches where
 nothing has been logged since the last recomputation of the logged values, that recomputation (they are what they
-were; the module counts its ``log`` calls, callbacks' included, in ``_log_calls``).
+were; the module counts its ``log`` calls, callbacks' included, in ``_log_calls``). It also skips what it can tell
+does nothing on this batch: the base precision plugin's input conversion and step context (a plugin with its own,
+such as bf16-mixed's autocast, gets them), the connector's write to the loggers off the logging steps, and the
+reset of the validation loop's restart flags when none is set; and it reaches the loop's own result collection
+directly (``trainer._results`` finds it through the trainer's running stage, several string-enum comparisons a
+look).
 
 ``GAN`` installs it for a fit only where that is exactly equivalent (``lean_loop_possible``): one device
 (``SingleDeviceStrategy``), Lightning's default no-op profiler, manual optimization, Lightning's own epoch loop,
@@ -38,9 +43,12 @@ from types import BuiltinFunctionType, FunctionType, MethodType
 from typing import Any, Optional
 
 import lightning.pytorch as pl
+from lightning.fabric.plugins.precision.precision import Precision as FabricPrecision
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.loops.fetchers import _DataFetcher, _DataLoaderIterDataFetcher
+from lightning.pytorch.loops.loop import _Loop
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
+from lightning.pytorch.plugins.precision import Precision
 from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.trainer import call
@@ -80,8 +88,17 @@ def install(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
         or (datamodule is not None
             and any(is_overridden(hook, datamodule, pl.LightningDataModule) for hook in BATCH_TRANSFER_HOOKS)))
     loop._lean_batch_end = is_overridden("on_train_batch_end", module, pl.LightningModule)
-    loop._lean_hooks = {}
+    loop._lean_callbacks = None  # (the trainer's callbacks by id, those with on_train_batch_start, ... _end)
     loop._lean_log_calls = None  # the module's log-call count when the logged values were last recomputed
+    plugin = type(trainer.precision_plugin)
+    # The base precision plugin's input conversion returns the batch as it is and its step context is a
+    # nullcontext: a lean batch skips both calls.
+    loop._lean_convert = plugin.convert_input is not FabricPrecision.convert_input
+    loop._lean_context = not (plugin.train_step_context is Precision.train_step_context
+                              and plugin.forward_context is FabricPrecision.forward_context)
+    # Lightning resets the validation loop's restart flag (and its child loops') at every batch; a lean batch
+    # does it only when one of them is set.
+    loop._lean_val_loops = _loops_under(loop.val_loop)
     loop.advance = MethodType(lean_advance, loop)
     if not trainer.enable_validation and trainer.accumulate_grad_batches == 1:
         loop.on_advance_end = MethodType(lean_advance_end, loop)
@@ -90,19 +107,30 @@ def install(trainer: pl.Trainer, module: pl.LightningModule) -> bool:
 
 def uninstall(trainer: pl.Trainer) -> None:
     loop = trainer.fit_loop.epoch_loop
-    for name in ("advance", "on_advance_end", "_lean_module", "_lean_own_transfer", "_lean_batch_end", "_lean_hooks",
-                 "_lean_log_calls"):
+    for name in ("advance", "on_advance_end", "_lean_module", "_lean_own_transfer", "_lean_batch_end",
+                 "_lean_callbacks", "_lean_log_calls", "_lean_convert", "_lean_context", "_lean_val_loops"):
         loop.__dict__.pop(name, None)
 
 
-def _callbacks_with(loop: _TrainingEpochLoop, trainer: pl.Trainer, hook: str) -> list[pl.Callback]:
-    """The callbacks that implement ``hook``, in the trainer's order; found again whenever the list of callbacks
-    changes."""
+def _loops_under(loop: _Loop) -> list[_Loop]:
+    """``loop`` and every loop below it, as ``_Loop.restarting``'s setter reaches them."""
+    found = [loop]
+    for value in vars(loop).values():
+        if isinstance(value, _Loop):
+            found.extend(_loops_under(value))
+    return found
+
+
+def _batch_callbacks(loop: _TrainingEpochLoop, trainer: pl.Trainer) -> tuple[tuple, list, list]:
+    """The callbacks that implement ``on_train_batch_start`` and those that implement ``on_train_batch_end``, in
+    the trainer's order; found again whenever the list of callbacks changes."""
     callbacks = trainer.callbacks
-    key = (hook, tuple(map(id, callbacks)))
-    found = loop._lean_hooks.get(key)
-    if found is None:
-        found = loop._lean_hooks[key] = [cb for cb in callbacks if is_overridden(hook, cb, pl.Callback)]
+    ids = tuple(map(id, callbacks))
+    found = loop._lean_callbacks
+    if found is None or found[0] != ids:
+        found = loop._lean_callbacks = (
+            ids, [cb for cb in callbacks if is_overridden("on_train_batch_start", cb, pl.Callback)],
+            [cb for cb in callbacks if is_overridden("on_train_batch_end", cb, pl.Callback)])
     return found
 
 
@@ -110,14 +138,19 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
     """One training batch: ``_TrainingEpochLoop.advance`` without the dispatches that would do nothing."""
     trainer = self.trainer
     module = trainer.lightning_module
-    if self.restarting or module is not self._lean_module or isinstance(data_fetcher, _DataLoaderIterDataFetcher):
+    if self._restarting or module is not self._lean_module or isinstance(data_fetcher, _DataLoaderIterDataFetcher):
         return _TrainingEpochLoop.advance(self, data_fetcher)
-    self.val_loop.restarting = False
+    for loop in self._lean_val_loops:
+        if loop._restarting:
+            self.val_loop.restarting = False
+            break
 
     batch, _, __ = next(data_fetcher)
     batch_idx = self.batch_idx + 1
-    self.batch_progress.is_last_batch = data_fetcher.done
-    batch = trainer.precision_plugin.convert_input(batch)
+    progress = self.batch_progress
+    progress.is_last_batch = data_fetcher.done
+    if self._lean_convert:
+        batch = trainer.precision_plugin.convert_input(batch)
     if self._lean_own_transfer:
         device = trainer.strategy.root_device
         if not (type(batch) in (tuple, list) and all(isinstance(t, Tensor) and t.device == device for t in batch)):
@@ -125,49 +158,66 @@ def lean_advance(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:
     else:
         batch = module._on_before_batch_transfer(batch, dataloader_idx=0)
         batch = call._call_strategy_hook(trainer, "batch_to_device", batch, dataloader_idx=0)
-    self.batch_progress.increment_ready()
-    trainer._logger_connector.on_batch_start(batch)
+    progress.increment_ready()
+    # The logger connector's on_batch_start; while training, trainer._results is this loop's _results.
+    connector = trainer._logger_connector
+    first = connector._first_loop_iter
+    if first is None:
+        connector._first_loop_iter = True
+    elif first is True:
+        connector._first_loop_iter = False
+    results = self._results
+    results.batch = batch
+    results.batch_size = None
+    results.dataloader_idx = None
 
-    previous = module._current_fx_name
-    callbacks = _callbacks_with(self, trainer, "on_train_batch_start")
-    if callbacks:
-        module._current_fx_name = "on_train_batch_start"
-        for callback in callbacks:
+    state = module.__dict__  # _current_fx_name is a plain attribute: set without nn.Module.__setattr__
+    previous = state["_current_fx_name"]
+    _, starts, ends = _batch_callbacks(self, trainer)
+    if starts:
+        state["_current_fx_name"] = "on_train_batch_start"
+        for callback in starts:
             callback.on_train_batch_start(trainer, module, batch, batch_idx)
-    self.batch_progress.increment_started()
+    progress.increment_started()
 
     manual = self.manual_optimization
     manual.on_run_start()  # the optimizers' step counting
-    module._current_fx_name = "training_step"
+    state["_current_fx_name"] = "training_step"
     try:
-        with trainer.precision_plugin.train_step_context():
+        if self._lean_context:
+            with trainer.precision_plugin.train_step_context():
+                step_output = module.training_step(batch, batch_idx)
+        else:
             step_output = module.training_step(batch, batch_idx)
-        module._current_fx_name = previous
-        manual._output = manual.output_result_cls.from_training_step_output(step_output).asdict()
+        state["_current_fx_name"] = previous
+        manual._output = ({} if step_output is None
+                          else manual.output_result_cls.from_training_step_output(step_output).asdict())
     except StopIteration:  # as Lightning's manual-optimization loop: the batch ends without output
         pass
     manual._restarting = False
     output = manual.on_run_end()
-    self.batch_progress.increment_processed()
+    progress.increment_processed()
 
-    callbacks = _callbacks_with(self, trainer, "on_train_batch_end")
-    if callbacks or self._lean_batch_end:
-        module._current_fx_name = "on_train_batch_end"
-        for callback in callbacks:
+    if ends or self._lean_batch_end:
+        state["_current_fx_name"] = "on_train_batch_end"
+        for callback in ends:
             callback.on_train_batch_end(trainer, module, output, batch, batch_idx)
         if self._lean_batch_end:
             module.on_train_batch_end(output, batch, batch_idx)
-        module._current_fx_name = previous
+        state["_current_fx_name"] = previous
     log_calls = getattr(module, "_log_calls", None)
     if log_calls is None or log_calls != self._lean_log_calls:
-        trainer._logger_connector.on_batch_end()
+        connector.on_batch_end()
         self._lean_log_calls = log_calls
     else:  # nothing logged since the last recomputation: the logged values are as they were; drop the batch
-        results = trainer._results
         results.batch = None
         results.batch_size = None
-    self.batch_progress.increment_completed()
-    trainer._logger_connector.update_train_step_metrics()
+    progress.increment_completed()
+    # The connector's update_train_step_metrics writes to the loggers only on logging steps (under manual
+    # optimization): called when this is one.
+    every = trainer.log_every_n_steps
+    if (every and ((self._batches_that_stepped + 1) % every == 0 or trainer.should_stop)) or trainer.fast_dev_run:
+        connector.update_train_step_metrics()
 
 
 def lean_advance_end(self: _TrainingEpochLoop, data_fetcher: _DataFetcher) -> None:

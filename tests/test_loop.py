@@ -102,6 +102,22 @@ def test_lean_batches_do_exactly_what_lightnings_loop_does(tmp_path, monkeypatch
         assert torch.equal(lean_state[key], own_state[key]), key
 
 
+def test_a_precision_plugin_with_a_step_context_gets_it_on_lean_batches(tmp_path, monkeypatch):
+    """bf16-mixed runs each training step under autocast: the lean batch enters the plugin's step context (the
+    base plugin's, a no-op, it skips), so its weights are those of Lightning's loop, and not those of full
+    precision."""
+    lean_model, _, lean_log, lean_rows = _fit(tmp_path, "lean", steps=6, precision="bf16-mixed")
+    assert all(lean_log.lean)
+    full_model, _, _, _ = _fit(tmp_path, "full", steps=6)
+    monkeypatch.setattr(lean_loop, "lean_loop_possible", lambda trainer, module: False)
+    own_model, _, own_log, own_rows = _fit(tmp_path, "lightning", steps=6, precision="bf16-mixed")
+    assert not any(own_log.lean) and lean_log.calls == own_log.calls and lean_rows == own_rows
+    lean_state, own_state, full_state = lean_model.state_dict(), own_model.state_dict(), full_model.state_dict()
+    for key in lean_state:
+        assert torch.equal(lean_state[key], own_state[key]), key
+    assert any(not torch.equal(lean_state[key], full_state[key]) for key in lean_state)
+
+
 def test_the_loop_gets_its_own_advance_back_after_fit(tmp_path):
     _, trainer, log, _ = _fit(tmp_path, "run", steps=3)
     assert all(log.lean)
