@@ -170,12 +170,13 @@ class _FitRefs:
     """What a training step uses, looked up once per fit. Reached through Lightning's properties and
     ``nn.Module.__getattr__``, each costs a microsecond or more, and a step would make a few dozen such lookups."""
 
-    __slots__ = ("optimizers", "opt_g", "opt_d", "g_net", "d_net", "discriminator", "generator_ema",
+    __slots__ = ("strategy", "optimizers", "opt_g", "opt_d", "g_net", "d_net", "discriminator", "generator_ema",
                  "conditioning", "device", "d_held", "d_frozen", "steps", "before_step", "critic_d", "critic_g")
 
     def __init__(self, module: "GAN") -> None:
         trainer = module.trainer
-        self.optimizers = trainer.strategy._lightning_optimizers
+        self.strategy = trainer.strategy
+        self.optimizers = self.strategy._lightning_optimizers
         self.opt_g, self.opt_d = module.optimizers()
         self.g_net, self.d_net = module._trained_g(), module._trained_d()
         self.discriminator = module.discriminator
@@ -358,7 +359,8 @@ class GAN(pl.LightningModule):
     def _fit_refs(self) -> "_FitRefs":
         """What every step looks up, found once per fit (and again whenever the strategy's optimizers change)."""
         refs = self.__dict__.get("_refs")
-        if refs is None or refs.optimizers is not self.trainer.strategy._lightning_optimizers:
+        # The refs are dropped at every fit's start and end, so the strategy they were found under is this fit's.
+        if refs is None or refs.optimizers is not refs.strategy._lightning_optimizers:
             refs = self.__dict__["_refs"] = _FitRefs(self)
         return refs
 
