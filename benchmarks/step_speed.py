@@ -73,9 +73,8 @@ from gan_lightning.system import GAN, held_fixed, spectral_norm_frozen
 from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
 VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again")
-# model -> (timed steps, warm-up steps, batch) by default
 # Per model: iterations per turn, untimed warm-up iterations, batch size, timed rounds, fresh instances.
-DEFAULTS = {"dcgan": (10, 50, 64, 100, 10), "toy": (10, 50, 100, 150, 10)}
+DEFAULTS = {"dcgan": (10, 50, 64, 100, 10), "toy": (10, 50, 100, 300, 20)}
 LOG_EVERY = 50  # the logging cadence of the Lightning variants (_trainer)
 TITLES = {
     "dcgan": "class-conditional DCGAN (cgan_mnist5k networks) on embedded MNIST",
@@ -709,8 +708,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--model", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--steps", type=int, default=None, help="iterations per turn, a divisor or multiple of the logging cadence of 50 (default: 10)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed iterations of every instance first (default: 50)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds of turns (default: dcgan 100, toy 150)")
-    parser.add_argument("--instances", type=int, default=None, help="times every variant is built afresh (default: 10)")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds of turns (default: dcgan 100, toy 300)")
+    parser.add_argument("--instances", type=int, default=None, help="times every variant is built afresh (default: dcgan 10, toy 20)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: dcgan 64, toy 100)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 keeps timings stable on a busy CPU)")
     args = parser.parse_args(argv)
