@@ -52,6 +52,7 @@ is one optimizer step on a one-element parameter, against iterating the same dat
 from __future__ import annotations
 
 import argparse
+import gc
 import threading
 import time
 from functools import partial
@@ -570,6 +571,13 @@ class Turns:
     same code on a second copy of the same networks can run a few percent faster or slower for as long as that
     copy lives (where its tensors landed in memory), which more rounds of one copy never average out.
 
+    A finished instance's garbage is collected before the next turn: a fit leaves its trainer, loops and module in
+    reference cycles, which Python's collector would otherwise free at some later moment, in the middle of
+    another variant's timed turn or of the next instance's run, leaving the freed memory as holes among the live
+    instance's tensors (every allocation then searches more free chunks: a plain toy loop whose thread had first
+    filled 100 MB with odd-sized buffers and freed two thirds of them ran 14-27% slower in five runs). A single
+    fit, as a user runs it, has no previous instance to collect.
+
     Each instance's share of the rounds is a multiple of ``unit`` rounds, so that figures that sum ``unit``
     consecutive rounds never span two instances.
 
@@ -629,6 +637,7 @@ class Turns:
                 self.runners[name](self.warmup + share * self.steps, partial(self.tick, name, share))
                 if self.turns_done[name] != share + 1:
                     raise RuntimeError(f"{name} stopped after {self.turns_done[name]} of its {share + 1} turns")
+                gc.collect()  # the instance's reference cycles (a whole trainer), while no other variant runs
         except _Abort:
             return
         except BaseException as err:  # noqa: BLE001 - re-raised by run() in the main thread

@@ -359,6 +359,43 @@ def test_turns_build_every_variant_afresh_at_the_same_rounds():
         Turns({n: counted(n) for n in names}, steps=3, warmup=2, rounds=10, instances=1, unit=4)
 
 
+def test_turns_collect_a_finished_instances_garbage_before_the_next_turn():
+    """An instance left in a reference cycle is freed before the next instance is built, even with Python's
+    automatic collection off (which would otherwise free it at some later, arbitrary moment)."""
+    import gc
+    import weakref
+
+    from step_speed import Turns
+
+    alive: list[bool] = []  # per instance: whether the previous instance of its variant was still alive at its build
+    last: dict[str, weakref.ref] = {}
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    def runner(name: str):
+        def build_and_run(iterations: int, tick) -> None:
+            if name in last:
+                alive.append(last[name]() is not None)
+            instance = Cycle()
+            last[name] = weakref.ref(instance)
+            del instance
+            for _ in range(iterations):
+                tick()
+
+        return build_and_run
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        Turns({"a": runner("a"), "b": runner("b")}, steps=2, warmup=1, rounds=6, instances=3).run()
+    finally:
+        if enabled:
+            gc.enable()
+    assert alive == [False] * 4 and all(ref() is None for ref in last.values())
+
+
 def test_measure_sums_the_turns_that_hold_one_logging_step(monkeypatch):
     import step_speed as S
 
