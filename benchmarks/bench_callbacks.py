@@ -59,7 +59,7 @@ class MetricTimer(pl.Callback):
         self.evaluations: list[dict[str, Any]] = []
 
     def setup(self, trainer: pl.Trainer, pl_module: Any, stage: str) -> None:
-        from gan_lightning.callbacks import ImageMetrics, ToyMetrics
+        from gan_lightning.metrics.callbacks import ImageMetrics, ToyMetrics
 
         for callback in trainer.callbacks:
             if isinstance(callback, (ToyMetrics, ImageMetrics)):

@@ -33,17 +33,17 @@ from typing import Optional, Sequence
 from jsonargparse import ArgumentParser
 from torch import Tensor
 
-from gan_lightning.classifier import (
+from gan_lightning.metrics.classifier import (
     as_root_flag, classifier_path, get_classifier, load_classifier, load_split, predict,
 )
-from gan_lightning.commands import load_gan
+from gan_lightning.commands.sample_evaluate import load_gan
 from gan_lightning.data.images import embedded_mnist
 from gan_lightning.errors import DataNotFound, UserError
 from gan_lightning.metrics.conditional import accuracy_by_class, diversity_ratio
 from gan_lightning.metrics.features import DomainFeatures
 from gan_lightning.metrics.image import FeatureSet, compute, extract, reference_features
-from gan_lightning.pixels import to_uint8
-from gan_lightning.sampling import draw, labels_for
+from gan_lightning.sampling.pixels import to_uint8
+from gan_lightning.sampling.draw import draw, labels_for
 
 from bench_common import DATA_ROOT  # noqa: E402  (same folder)
 

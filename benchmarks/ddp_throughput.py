@@ -30,10 +30,10 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-import gan_lightning.strategies  # noqa: F401  (registers gan_ddp_spawn)
+import gan_lightning.training.strategies  # noqa: F401  (registers gan_ddp_spawn)
 from gan_lightning.data import EmbeddedMNIST, ToyDataModule
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gan_lightning.system import GAN
+from gan_lightning.training.system import GAN
 
 
 class Threads(pl.Callback):

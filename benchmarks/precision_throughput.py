@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
 from gan_lightning.data.base import InMemory, _identity
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
-from gan_lightning.system import GAN
+from gan_lightning.training.system import GAN
 
 from bench_common import median, rotations, table  # noqa: E402  (same folder)
 from step_speed import _Clock, _trainer, cycle, ema_copy, plain_image_loop  # noqa: E402

@@ -90,7 +90,7 @@ def section_step_speed(args: argparse.Namespace, results: Path, out: Path) -> st
 
     parts = [
         "Milliseconds per training step (one G iteration: a D step and a G step) of `Trainer.fit` with "
-        "`gan_lightning.system.GAN` (logging every 50 steps, divergence guard on, no progress bar), a hand-written "
+        "`gan_lightning.training.system.GAN` (logging every 50 steps, divergence guard on, no progress bar), a hand-written "
         "PyTorch loop doing exactly the same math (it reaches the same weights as `fit` bit for bit: "
         "`tests/test_benchmarks.py`), the same hand-written step run by Lightning's own loop (`lightning_floor`), "
         "the usual Lightning GAN pattern (`toggle_optimizer`, fakes generated twice), and a second copy of the "

@@ -18,12 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-from gan_lightning.classifier import get_classifier, load_split, predict
-from gan_lightning.commands import load_gan
+from gan_lightning.metrics.classifier import get_classifier, load_split, predict
+from gan_lightning.commands.sample_evaluate import load_gan
 from gan_lightning.conditioning import SpatialCondition
 from gan_lightning.metrics.spatial import condition_error
-from gan_lightning.pixels import to_float, to_uint8
-from gan_lightning.sampling import draw
+from gan_lightning.sampling.pixels import to_float, to_uint8
+from gan_lightning.sampling.draw import draw
 
 from bench_common import DATA_ROOT  # noqa: E402  (same folder)
 
@@ -46,7 +46,7 @@ def main() -> int:
     images, labels = images[: args.num], labels[: args.num]
     real = to_float(images)
     err = condition_error(model, real, seed=args.seed)
-    maps = model.generator.conditioning.condition_from(real)
+    maps = model.generator.conditioning.from_images(real)
     samples = to_uint8(draw(model, len(real), seed=args.seed, labels=maps))
     classifier, meta = get_classifier("MNIST", args.root)
     agree = float((predict(classifier, samples) == labels).double().mean())

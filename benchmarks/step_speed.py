@@ -16,8 +16,8 @@ Variants:
 - ``plain``: a hand-written PyTorch loop: one G forward per iteration, D step on detached fakes (spectral norm
   advanced once per D step), G step through D with D's parameters frozen, EMA update, schedulers; the batches
   come from the same data module's loader. No logging. The reference (1.00).
-- ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.system.GAN`` as ``fit`` runs it (step logging every 50
-  steps, the divergence guard, the lean training batch of ``gan_lightning.loop``), progress bar and checkpoints
+- ``gan_lightning``: ``Trainer.fit`` of ``gan_lightning.training.system.GAN`` as ``fit`` runs it (step logging every 50
+  steps, the divergence guard, the lean training batch of ``gan_lightning.training.loop``), progress bar and checkpoints
   off.
 - ``lightning_floor``: the plain loop's iteration, unchanged, as the ``training_step`` of a LightningModule run by
   ``Trainer.fit`` with the same trainer settings: what Lightning's own loop, data fetching and hooks cost around
@@ -63,13 +63,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_lightning.callbacks import DivergenceGuard
+from gan_lightning.metrics.callbacks import DivergenceGuard
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
 from gan_lightning.data import EmbeddedMNIST, ToyDataModule
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import R1, ClassLoss
-from gan_lightning.schedules import LinearDecay
-from gan_lightning.system import GAN, held_fixed, spectral_norm_frozen
+from gan_lightning.objectives.regularizers import R1, ClassLoss
+from gan_lightning.training.schedules import LinearDecay
+from gan_lightning.training.system import GAN, held_fixed, spectral_norm_frozen
 
 from bench_common import median, rotations, table  # noqa: E402  (same folder)
 

@@ -331,7 +331,7 @@ def run_all(args: argparse.Namespace, side_by_side: bool = False) -> list[RunRes
     if "cgan_mnist5k" in args.experiments:
         # The domain classifier of the metrics is trained once and cached; train it now if it is missing, so that
         # its training does not count in the run.
-        from gan_lightning.classifier import get_classifier
+        from gan_lightning.metrics.classifier import get_classifier
 
         get_classifier("mnist5k")
     try:

@@ -1,5 +1,5 @@
 import sys
 
-from gan_lightning.cli import main
+from gan_lightning.commands.fit import main
 
 sys.exit(main())

@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lightning.errors import UserError
-from gan_lightning.sampling import labels_for
+from gan_lightning.sampling.draw import labels_for
 
 ROLES = ("generator", "discriminator")
 
@@ -496,8 +496,6 @@ class SpatialCondition(ImageCondition):
         if self.map_kind == "mask":
             return torch.where(gray > self.threshold, 1.0, -1.0).to(x.dtype)
         return F.adaptive_avg_pool2d(gray, self.size)
-
-    condition_from = from_images
 
     def show(self, c: Tensor, like: Tensor) -> Tensor:
         return self._fit(c, like.shape[-2:]).expand_as(like)

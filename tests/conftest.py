@@ -56,7 +56,7 @@ def make_trainer(tmp_path: Path) -> Callable[..., pl.Trainer]:
 @pytest.fixture(scope="session")
 def tiny_classifier_file(tmp_path_factory) -> Path:
     """A randomly initialised width-4 mnist5k classifier with 16 features, saved as the cache would hold it."""
-    from gan_lightning.classifier import DomainClassifier, save_classifier
+    from gan_lightning.metrics.classifier import DomainClassifier, save_classifier
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -72,7 +72,7 @@ def classifier_cache(tmp_path_factory, monkeypatch: pytest.MonkeyPatch, tiny_cla
     ImageMetrics callback never trains a real one inside a test."""
     import shutil
 
-    from gan_lightning.classifier import classifier_path
+    from gan_lightning.metrics.classifier import classifier_path
 
     root = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("GAN_LIGHTNING_CACHE", str(root))

@@ -27,11 +27,11 @@ from gan_lightning.conditioning import AuxiliaryClassifier, LabelConcat
 from gan_lightning.data import ToyDataModule
 from gan_lightning.data.base import GANDataModule, InMemory, _identity
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import ClassLoss
-from gan_lightning.system import GAN
+from gan_lightning.objectives.regularizers import ClassLoss
+from gan_lightning.training.system import GAN
 
 # Importing registers gan_ddp / gan_ddp_spawn / gan_ddp_fork with Lightning's strategy registry.
-import gan_lightning.strategies  # noqa: F401
+import gan_lightning.training.strategies  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------------------- data

@@ -1,7 +1,7 @@
 """A table of user mistakes through the real command line: each gets exit code 2 and one line
 ``error: <field or file>: <what is wrong and the fix>`` on stderr, never a traceback.
 
-The commands run in-process through ``gan_lightning.cli.main`` (what ``python -m gan_lightning`` calls); two
+The commands run in-process through ``gan_lightning.commands.fit.main`` (what ``python -m gan_lightning`` calls); two
 go through a real subprocess to check what a shell sees.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gan_lightning.cli import main
+from gan_lightning.commands.fit import main
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = "--wandb=disabled --trainer.max_steps=1 --trainer.callbacks=null --trainer.enable_progress_bar=false"
@@ -60,7 +60,7 @@ CASES = [
     ("unknown_option", _fit() + " --model.foo=1", "error: unrecognized arguments: --model.foo=1"),
     ("seed_type", _fit() + " --seed_everything=abc", "error: seed_everything:"),
     ("net_choice", _fit() + " --model.generator.init_args.norm=foo", "error: model.generator.norm: expected one of"),
-    ("negative_gamma", _fit() + " '--model.regularizers=[{{class_path: gan_lightning.regularizers.R1, init_args: {{gamma: -1}}}}]'",
+    ("negative_gamma", _fit() + " '--model.regularizers=[{{class_path: gan_lightning.objectives.R1, init_args: {{gamma: -1}}}}]'",
      "error: R1.gamma: must be >= 0"),
     ("refinement_steps", _fit() + " --model.refinement.init_args.steps=0",
      "error: LatentRefinement.steps: must be an integer >= 1"),
@@ -68,9 +68,9 @@ CASES = [
      "error: model.d_step: RelativisticLoss pairs real and fake scores"),
     ("shape_mismatch", _fit() + " --model.generator.class_path=gan_lightning.nets.DCGANGenerator",
      "error: model: generator.out_shape (1, 28, 28) does not match discriminator.in_shape (2,)"),
-    ("augment_vectors", _fit() + " --model.augment=gan_lightning.augment.DiffAugment",
+    ("augment_vectors", _fit() + " --model.augment=gan_lightning.objectives.DiffAugment",
      "error: model.augment: DiffAugment augments images"),
-    ("augment_policy", MNIST + " --model.augment=gan_lightning.augment.DiffAugment --model.augment.init_args.policy=zoom",
+    ("augment_policy", MNIST + " --model.augment=gan_lightning.objectives.DiffAugment --model.augment.init_args.policy=zoom",
      "error: DiffAugment.policy: unknown augmentation 'zoom'"),
     ("toy_name", _fit() + " --data.init_args.name=spiral", "error: data.name: unknown toy data set 'spiral'"),
     ("wandb_mode", _fit() + " --wandb=maybe", "error: --wandb: must be one of"),

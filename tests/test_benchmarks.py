@@ -110,8 +110,8 @@ def test_hand_written_loops_reach_the_weights_fit_reaches(model):
     """The step-speed reference loop does exactly gan_lightning's math: from the same seed, three steps give the
     same G, D and EMA weights bit for bit."""
     import step_speed as S
-    from gan_lightning.regularizers import R1
-    from gan_lightning.system import GAN
+    from gan_lightning.objectives.regularizers import R1
+    from gan_lightning.training.system import GAN
 
     steps = 3
     if model == "toy":
@@ -237,7 +237,7 @@ def test_step_speed_toy_model_is_the_committed_toy_recipe():
     assert (g["latent_dim"], g["hidden"], g["norm"]) == (S.TOY_LATENT, S.TOY_G_HIDDEN, "none")
     assert (d["hidden"], d["maxout_pieces"]) == (S.TOY_D_HIDDEN, S.TOY_PIECES)
     assert model["loss"] == "non_saturating" and model["ema_decay"] == S.TOY_EMA
-    assert [r["class_path"] for r in model["regularizers"]] == ["gan_lightning.regularizers.R1"]
+    assert [r["class_path"] for r in model["regularizers"]] == ["gan_lightning.objectives.R1"]
     assert model["regularizers"][0]["init_args"]["gamma"] == S.TOY_R1_GAMMA
     for role in ("g", "d"):
         opt = model[f"{role}_optimizer"]
@@ -274,7 +274,7 @@ def test_step_speed_default_model_is_the_committed_default_recipe():
         assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in bench.state_dict().items()}
     assert model["loss"] == "hinge" and model["ema_decay"] == S.DEFAULT_EMA
     assert [(r["class_path"], r["init_args"]["weight"]) for r in model["regularizers"]] == [
-        ("gan_lightning.regularizers.ClassLoss", S.DEFAULT_CLASS_WEIGHT)]
+        ("gan_lightning.objectives.ClassLoss", S.DEFAULT_CLASS_WEIGHT)]
     for role in ("g", "d"):
         opt = model[f"{role}_optimizer"]
         assert opt["class_path"] == "torch.optim.Adam"

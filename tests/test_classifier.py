@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from gan_lightning.cache import cache_root
-from gan_lightning.classifier import (
+from gan_lightning.runtime.cache import cache_root
+from gan_lightning.metrics.classifier import (
     DomainClassifier,
     classifier_path,
     get_classifier,
@@ -19,12 +19,12 @@ from gan_lightning.classifier import (
     predict,
     train_classifier,
 )
-from gan_lightning.classifier import training as classifier_training
-from gan_lightning.cli import main
+from gan_lightning.metrics.classifier import training as classifier_training
+from gan_lightning.commands.fit import main
 from gan_lightning.errors import UserError
 from gan_lightning.metrics.conditional import conditional_accuracy, diversity_ratio, per_class_accuracy, pixel_spread
 from gan_lightning.metrics.image import reference_cache_path
-from gan_lightning.pixels import to_float, to_uint8
+from gan_lightning.sampling.pixels import to_float, to_uint8
 
 TINY = dict(width=8, batch_size=64, verbose=False)
 

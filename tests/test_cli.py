@@ -2,7 +2,7 @@
 (``<run_dir>/metrics.csv``, the W&B run's config and tags).
 
 Runs go through the real command line (``python -m gan_lightning`` in a subprocess, on the toy ring for a few
-steps) where the whole console matters; the error cases run in-process through ``gan_lightning.cli.main`` (what
+steps) where the whole console matters; the error cases run in-process through ``gan_lightning.commands.fit.main`` (what
 ``python -m gan_lightning`` calls), which prints the same line. W&B runs offline with no key anywhere and every
 W&B folder under the test's temporary folder; the offline run is read back with W&B's own reader
 (``wandb leet inspect --summary --json``).
@@ -24,8 +24,8 @@ import pytest
 import torch
 import yaml
 
-from gan_lightning import cli
-from gan_lightning.cli import COMMANDS, MetricsCSV, main
+from gan_lightning.commands import fit as cli
+from gan_lightning.commands.fit import COMMANDS, MetricsCSV, main
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = str(REPO / "experiments" / "toy_ring.yaml")
@@ -82,10 +82,6 @@ def test_every_command_resolves_to_a_function():
     for name, command in COMMANDS.items():
         module, function = command.target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), name
-    # The domain classifier is its own package when that package exists, metrics.classifier before.
-    package = importlib.util.find_spec("gan_lightning.classifier") is not None
-    assert COMMANDS["classifier"].target == (
-        "gan_lightning.classifier:classifier_main" if package else "gan_lightning.metrics.classifier:classifier_main")
 
 
 def test_fit_help_lists_the_options_and_only_fit_exists(capsys):
@@ -196,7 +192,7 @@ def test_a_bug_while_building_the_classes_keeps_its_traceback(tmp_path, monkeypa
 def test_one_line_condenses_jsonargparse_union_errors():
     message = (
         'Parser key "model.loss":\n  Does not validate against any of the Union subtypes\n'
-        "  Subtypes: [typing.Literal['hinge', 'wasserstein'], <class 'gan_lightning.losses.GANLoss'>]\n  Errors:\n"
+        "  Subtypes: [typing.Literal['hinge', 'wasserstein'], <class 'gan_lightning.objectives.GANLoss'>]\n  Errors:\n"
         "    - Expected a typing.Literal['hinge', 'wasserstein']\n    - Expected a dot import path string: foo\n"
         "  Given value type: <class 'str'>\n  Given value: foo"
     )

@@ -17,8 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import orthogonal, spectral_norm
 
-from gan_lightning import compat
-from gan_lightning.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY, LightningIncompatible
+from gan_lightning.runtime import compat
+from gan_lightning.runtime.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY, LightningIncompatible
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def test_a_missing_name_is_reported_with_the_lightning_version(use, monkeypatch)
 
 
 def test_cli_hyperparameters_active_only_while_the_cli_instantiates(tmp_path, monkeypatch):
-    from gan_lightning.cli import GANCLI
+    from gan_lightning.commands.fit import GANCLI
     from gan_lightning.data import ToyDataModule
 
     assert compat.cli_hyperparameters_active() is False

@@ -15,8 +15,8 @@ import torch
 
 from gan_lightning.data import ToyDataModule
 from gan_lightning.nets import MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import R1
-from gan_lightning.system import GAN
+from gan_lightning.objectives.regularizers import R1
+from gan_lightning.training.system import GAN
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -193,8 +193,8 @@ def test_image_metrics_on_the_gpu_match_the_cpu(classifier_cache, no_tf32):
     from gan_lightning.data import EmbeddedMNIST
     from gan_lightning.metrics.features import DomainFeatures
     from gan_lightning.metrics.image import FeatureSet, compute, extract, generated_features, real_uint8
-    from gan_lightning.pixels import to_uint8
-    from gan_lightning.sampling import draw_indices
+    from gan_lightning.sampling.pixels import to_uint8
+    from gan_lightning.sampling.draw import draw_indices
 
     model = _dcgan()
     data = EmbeddedMNIST(batch_size=64)

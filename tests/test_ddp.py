@@ -21,8 +21,8 @@ import pytest
 import torch
 
 import ddp_helpers as H
-from gan_lightning.regularizers import GradientPenalty, R1
-from gan_lightning.strategies import RankConsistency
+from gan_lightning.objectives.regularizers import GradientPenalty, R1
+from gan_lightning.training.strategies import RankConsistency
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Every ``experiments/*.yaml`` parses and trains one step through the real CLI (lightning-hydra-template style).
 
-The CLI runs in-process (``gan_lightning.cli.main``) with ``fast_dev_run`` on CPU. Data the experiments name is
+The CLI runs in-process (``gan_lightning.commands.fit.main``) with ``fast_dev_run`` on CPU. Data the experiments name is
 found offline: the embedded MNIST subset always; torchvision MNIST / FashionMNIST from the shared data folder
 (those experiments are skipped without it); CIFAR10 from a tiny folder in torchvision's pickle layout written
 here, with the file list torchvision checks set to the checksums of those files, so torchvision's own loading
@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 
 from conftest import DATA_ROOT
-from gan_lightning.cli import main
+from gan_lightning.commands.fit import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
@@ -139,7 +139,7 @@ def test_configured_progress_bar_and_its_off_switch(tmp_path, monkeypatch, enabl
     turns it off instead of clashing with the configured bar."""
     from lightning.pytorch.callbacks import ProgressBar
 
-    from gan_lightning.cli import GANCLI
+    from gan_lightning.commands.fit import GANCLI
 
     monkeypatch.chdir(tmp_path)
     cli = GANCLI(args=["--config", str(REPO / "experiments" / "toy_ring.yaml"), "--wandb=disabled",

@@ -1,7 +1,7 @@
 """Every extension point takes a class defined outside the package, named in a YAML by ``class_path``.
 
 The classes live in ``tests/user_extensions.py`` (a user's own module). Each config is trained for a few steps
-through the real command line (``gan_lightning.cli.main``, what ``python -m gan_lightning`` runs), then sampled
+through the real command line (``gan_lightning.commands.fit.main``, what ``python -m gan_lightning`` runs), then sampled
 from its checkpoint with ``sample``; the checkpoint must rebuild the user's classes, and what they log and count
 shows they ran. Augmentation and the adaptive probability are also checked against their definitions here.
 """
@@ -17,9 +17,9 @@ import torch
 import yaml
 
 import user_extensions as ext
-from gan_lightning.augment import AdaptiveAugment, DiffAugment, cutout, translation
-from gan_lightning.cli import main
-from gan_lightning.commands import load_gan
+from gan_lightning.objectives.augment import AdaptiveAugment, DiffAugment, cutout, translation
+from gan_lightning.commands.fit import main
+from gan_lightning.commands.sample_evaluate import load_gan
 
 TRAINER = {"accelerator": "cpu", "devices": 1, "max_steps": 4, "log_every_n_steps": 1,
            "enable_progress_bar": False, "enable_model_summary": False}
@@ -34,7 +34,7 @@ CONFIGS = {
             "discriminator": {"class_path": "user_extensions.TinyDiscriminator", "init_args": {"width": 8}},
             "loss": {"class_path": "user_extensions.MarginHinge", "init_args": {"margin": 0.5}},
             "regularizers": [{"class_path": "user_extensions.Drift", "init_args": {"eps": 0.01}},
-                             {"class_path": "gan_lightning.regularizers.R1", "init_args": {"gamma": 0.1}}],
+                             {"class_path": "gan_lightning.objectives.R1", "init_args": {"gamma": 0.1}}],
             "augment": {"class_path": "user_extensions.Flip", "init_args": {"p": 0.5}},
         },
         "data": MNIST,
@@ -51,11 +51,11 @@ CONFIGS = {
                               "init_args": {"ndf": 8, "norm": "spectral",
                                             "conditioning": {"class_path": "user_extensions.InkCondition"}}},
             "loss": "hinge",
-            "augment": {"class_path": "gan_lightning.augment.DiffAugment"},
+            "augment": {"class_path": "gan_lightning.objectives.DiffAugment"},
             "ema_decay": 0.5,
         },
         "data": MNIST,
-        "trainer": {**TRAINER, "callbacks": [{"class_path": "gan_lightning.callbacks.SampleGrid",
+        "trainer": {**TRAINER, "callbacks": [{"class_path": "gan_lightning.metrics.SampleGrid",
                                                "init_args": {"every_n_steps": 0, "per_row": 4, "rows": 2}}]},
     },
 }
@@ -173,7 +173,7 @@ def test_augmentation_reaches_real_and_fake_in_both_phases(make_trainer):
     """Every D call goes through the augmentation: in the D phase on the real and the fake batch, in the G phase
     on the fakes; G's gradient passes through it."""
     from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator
-    from gan_lightning.system import GAN
+    from gan_lightning.training.system import GAN
 
     calls: list[tuple[int, bool]] = []
 

@@ -1,4 +1,4 @@
-"""The lean training batch (``gan_lightning.loop``): one-device fits run it, and it does exactly what Lightning's
+"""The lean training batch (``gan_lightning.training.loop``): one-device fits run it, and it does exactly what Lightning's
 epoch loop does: the same hooks with the same arguments, the same progress counters, the same logged values and
 the same weights. Everything unusual runs Lightning's own loop."""
 
@@ -14,11 +14,11 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loops.training_epoch_loop import _TrainingEpochLoop
 from lightning.pytorch.profilers import SimpleProfiler
 
-from gan_lightning import loop as lean_loop
+from gan_lightning.training import loop as lean_loop
 from gan_lightning.data import ToyDataModule
 from gan_lightning.nets import MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import R1
-from gan_lightning.system import GAN
+from gan_lightning.objectives.regularizers import R1
+from gan_lightning.training.system import GAN
 
 BATCH = 8
 TIMING = {"progress/seconds", "progress/sec_per_kimg"}  # wall-clock values: differ between any two runs

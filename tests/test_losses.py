@@ -9,10 +9,10 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import UserError
-from gan_lightning.losses import LOSSES, GANLoss, get_loss
-from gan_lightning.regularizers import ClassLoss, GradientPenalty, R1, R2, gradient_penalty, r1_penalty
+from gan_lightning.objectives.losses import LOSSES, GANLoss, get_loss
+from gan_lightning.objectives.regularizers import ClassLoss, GradientPenalty, R1, R2, gradient_penalty, r1_penalty
 from gan_lightning.nets import Discriminator, MLPGenerator
-from gan_lightning.system import GAN
+from gan_lightning.training.system import GAN
 
 REAL = [2.0, -0.5, 0.0, 3.5]   # D's logits on real samples
 FAKE = [-1.5, 0.25, 1.0, -4.0]  # D's logits on generated samples
@@ -241,7 +241,7 @@ def test_system_logs_each_regularizer_under_its_own_key(make_trainer, d_step):
 def test_regularizer_terms_enter_d_loss_with_their_weights():
     """D's loss gradient with R1(gamma) + R2(gamma2) + GP(lambda) on D(x) = w.x equals the formula's gradient:
     d/dw [gamma/2 ||w||^2 + gamma2/2 ||w||^2 + lambda (||w|| - 1)^2] plus the Wasserstein terms."""
-    from gan_lightning.regularizers import Context, Side
+    from gan_lightning.objectives.regularizers import Context, Side
 
     w = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
     real = torch.randn(8, 2, dtype=torch.float64).requires_grad_(True)
@@ -259,7 +259,7 @@ def test_regularizer_terms_enter_d_loss_with_their_weights():
 
 def test_class_loss_matches_cross_entropy_in_both_phases():
     """ClassLoss: weight * CE(D's class logits, labels) on real (D), fake (D) and fake (G), each logged."""
-    from gan_lightning.regularizers import Context, Side
+    from gan_lightning.objectives.regularizers import Context, Side
 
     logits_real = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]], dtype=torch.float64)
     logits_fake = torch.tensor([[0.0, 1.0, 0.0], [1.0, -2.0, 0.0]], dtype=torch.float64)

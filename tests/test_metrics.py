@@ -29,14 +29,14 @@ from torch import Tensor
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan_lightning.callbacks import ImageMetrics
-from gan_lightning.cli import main
+from gan_lightning.metrics.callbacks import ImageMetrics
+from gan_lightning.commands.fit import main
 from gan_lightning.conditioning import LabelConcat
 from gan_lightning.data import EmbeddedMNIST
 from gan_lightning.data.images import embedded_mnist
 from gan_lightning.data.toy import toy_modes
-from gan_lightning.classifier import DomainClassifier, classifier_path, save_classifier
-from gan_lightning.classifier import training as classifier_training
+from gan_lightning.metrics.classifier import DomainClassifier, classifier_path, save_classifier
+from gan_lightning.metrics.classifier import training as classifier_training
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
 from gan_lightning.metrics.image import (
     METRICS,
@@ -51,9 +51,9 @@ from gan_lightning.metrics.image import (
 )
 from gan_lightning.metrics.toy import mode_coverage
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator
-from gan_lightning.pixels import to_uint8
-from gan_lightning.sampling import labels_for, noise_for
-from gan_lightning.system import GAN
+from gan_lightning.sampling.pixels import to_uint8
+from gan_lightning.sampling.draw import labels_for, noise_for
+from gan_lightning.training.system import GAN
 
 # torchmetrics' KID warns that it keeps every feature in memory; these sets are tiny.
 pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")

@@ -34,7 +34,7 @@ from gan_lightning.nets import (
     ResNetGenerator,
 )
 from gan_lightning.nets.base import numel, squeeze_score
-from gan_lightning.system import GAN
+from gan_lightning.training.system import GAN
 
 N = 4   # batch size
 K = 3   # classes of the conditional cases
@@ -497,8 +497,8 @@ def test_every_architecture_and_conditioning_has_a_partner():
 def test_one_train_step_per_combination(g_name, d_name, make_trainer):
     from torch.utils.data import DataLoader, TensorDataset
 
-    from gan_lightning.regularizers import ClassLoss
-    from gan_lightning.system import GAN
+    from gan_lightning.objectives.regularizers import ClassLoss
+    from gan_lightning.training.system import GAN
 
     torch.manual_seed(0)
     g, d = GENERATORS[g_name](), DISCRIMINATORS[d_name]()

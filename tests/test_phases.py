@@ -14,12 +14,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from gan_lightning.augment import AdaptiveAugment, DiffAugment
+from gan_lightning.objectives.augment import AdaptiveAugment, DiffAugment
 from gan_lightning.conditioning import AuxiliaryClassifier, LabelConcat
 from gan_lightning.data import ToyDataModule
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import ClassLoss, GradientPenalty, R1, R2
-from gan_lightning.system import GAN
+from gan_lightning.objectives.regularizers import ClassLoss, GradientPenalty, R1, R2
+from gan_lightning.training.system import GAN
 
 N_CRITIC = 2
 MAX_STEPS = 2

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from gan_lightning.compat import spectral_norm_modules
+from gan_lightning.runtime.compat import spectral_norm_modules
 from gan_lightning.data import ToyDataModule
 from gan_lightning.nets import MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import R1, GradientPenalty
-from gan_lightning.system import GAN
+from gan_lightning.objectives.regularizers import R1, GradientPenalty
+from gan_lightning.training.system import GAN
 
 
 def _tiny_gan(**kwargs) -> GAN:

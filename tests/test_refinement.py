@@ -16,14 +16,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gan_lightning.callbacks import ToyMetrics
+from gan_lightning.metrics.callbacks import ToyMetrics
 from gan_lightning.data import ToyDataModule
 from gan_lightning.errors import UserError
 from gan_lightning.metrics.toy import mode_coverage
 from gan_lightning.nets import MLPDiscriminator, MLPGenerator
-from gan_lightning.refinement import LatentRefinement
-from gan_lightning.sampling import draw, noise_for
-from gan_lightning.system import GAN
+from gan_lightning.sampling.refinement import LatentRefinement
+from gan_lightning.sampling.draw import draw, noise_for
+from gan_lightning.training.system import GAN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,8 +169,8 @@ def test_toy_metrics_write_both_to_metrics_json(make_trainer):
 
 
 def test_the_toy_experiments_name_a_refinement_that_the_checkpoint_rebuilds(tmp_path):
-    from gan_lightning.cli import main
-    from gan_lightning.commands import load_gan
+    from gan_lightning.commands.fit import main
+    from gan_lightning.commands.sample_evaluate import load_gan
 
     run = tmp_path / "ring"
     assert main(["fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"), f"--run_dir={run}", "--wandb=disabled",

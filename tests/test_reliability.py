@@ -24,7 +24,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import orthogonal, spectral_norm
 
 import ddp_helpers as H
-from gan_lightning.checkpointing import (
+from gan_lightning.runtime.checkpointing import (
     PREEMPTED_EXIT_CODE,
     AtomicCheckpointIO,
     Preemption,
@@ -34,9 +34,9 @@ from gan_lightning.checkpointing import (
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
 from gan_lightning.errors import UserError
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, ResNetDiscriminator, ResNetGenerator
-from gan_lightning.parametrized import StrippedModule, restore_parametrizations, strip_parametrizations
-from gan_lightning.strategies import RankConsistency
-from gan_lightning.system import GAN
+from gan_lightning.runtime.parametrized import StrippedModule, restore_parametrizations, strip_parametrizations
+from gan_lightning.training.strategies import RankConsistency
+from gan_lightning.training.system import GAN
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,12 +177,12 @@ def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path
     its first checkpoint (step 10), SIGTERM. The process prints one line naming last.ckpt and the step N, the
     checkpoint holds step N and loads as a GAN, and the exit code is 143 (PREEMPTED_EXIT_CODE). Resumed from it
     to N + 7 steps, the run ends bit-identical to one that ran N + 7 steps without interruption."""
-    from gan_lightning.commands import load_gan
+    from gan_lightning.commands.sample_evaluate import load_gan
 
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "gan_lightning", "fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"),
            "--trainer.max_steps=100000", "--wandb=disabled", "--run_dir", str(run_dir),
-           "--trainer.callbacks+=gan_lightning.checkpointing.Preemption", "--trainer.enable_progress_bar=false",
+           "--trainer.callbacks+=gan_lightning.runtime.checkpointing.Preemption", "--trainer.enable_progress_bar=false",
            "--model.generator.init_args.hidden=[32]", "--model.discriminator.init_args.hidden=[32]",
            "--model.g_lr_scheduler=null", "--model.d_lr_scheduler=null",  # the math must not depend on max_steps
            "--checkpoint.every_n_train_steps=10"]

@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from gan_lightning.cli import main
+from gan_lightning.commands.fit import main
 
 REPO = Path(__file__).resolve().parents[1]
 N = 6
@@ -106,7 +106,7 @@ def test_toy_experiment_with_lr_schedule_resumes_exactly(tmp_path, monkeypatch):
 def test_n_critic_2_with_adaptive_augmentation_resumes_exactly(tmp_path, monkeypatch):
     def edit(config):
         config["model"]["n_critic"] = 2
-        config["model"]["augment"] = {"class_path": "gan_lightning.augment.AdaptiveAugment",
+        config["model"]["augment"] = {"class_path": "gan_lightning.objectives.AdaptiveAugment",
                                       "init_args": {"p_init": 0.2, "interval": 2, "speed_kimg": 1.0}}
         config["trainer"]["callbacks"] = [c for c in config["trainer"]["callbacks"]
                                           if not c["class_path"].endswith("ImageMetrics")]
@@ -169,8 +169,8 @@ def test_no_checkpoint_is_written_from_non_finite_weights(make_trainer, tmp_path
 
     from gan_lightning.data import ToyDataModule
     from gan_lightning.nets import MLPDiscriminator, MLPGenerator
-    from gan_lightning.resume import DivergenceError
-    from gan_lightning.system import GAN
+    from gan_lightning.runtime.resume import DivergenceError
+    from gan_lightning.training.system import GAN
 
     class Poison(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, *args):

@@ -4,7 +4,7 @@ comparison grid and PNG export, on checkpoints written by ``fit``.
 Four tiny models are trained once through the CLI into a temporary folder: a toy 2D model with a uniform prior,
 an unconditional DCGAN with an EMA generator, a class-conditional one (LabelConcat) whose run keeps the
 checkpoints of steps 2 and 4 and writes its training-time sample grids, and a spatially conditioned one
-(SpatialCondition). The commands run in-process through ``gan_lightning.cli.main``.
+(SpatialCondition). The commands run in-process through ``gan_lightning.commands.fit.main``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import torch
 import yaml
 from PIL import Image
 
-from gan_lightning.cli import main
-from gan_lightning.commands import load_gan
-from gan_lightning.sampling import noise_for, save_pngs, slerp, to_uint8
-from gan_lightning.system import GAN
+from gan_lightning.commands.fit import main
+from gan_lightning.commands.sample_evaluate import load_gan
+from gan_lightning.sampling.draw import noise_for, save_pngs, slerp, to_uint8
+from gan_lightning.training.system import GAN
 
 TRAINER = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False, "enable_model_summary": False}
 LABEL_CONCAT = {"class_path": "gan_lightning.conditioning.LabelConcat"}
@@ -62,7 +62,7 @@ CONFIGS = {
         },
         "data": {"class_path": "gan_lightning.data.EmbeddedMNIST", "init_args": {"labels": "class", "batch_size": 16}},
         "trainer": {**TRAINER, "max_steps": 4,
-                    "callbacks": [{"class_path": "gan_lightning.callbacks.SampleGrid",
+                    "callbacks": [{"class_path": "gan_lightning.metrics.SampleGrid",
                                    "init_args": {"every_n_steps": 2, "per_row": 4}}]},
     },
     "sketch": {
@@ -338,7 +338,7 @@ def test_a_failed_export_keeps_the_earlier_one(trained, tmp_path, monkeypatch):
         Image.fromarray(np.zeros((2, 2), np.uint8)).save(Path(folder) / "000000.png")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gan_lightning.sampling.save_pngs", fail)
+    monkeypatch.setattr("gan_lightning.sampling.draw.save_pngs", fail)
     with pytest.raises(OSError):
         run("--ckpt_path", ckpt(trained, "mnist"), "--num", "9", "--png_dir", str(folder), "--seed", "4")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

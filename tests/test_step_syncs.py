@@ -11,13 +11,13 @@ from functools import partial
 import pytest
 import torch
 
-from gan_lightning.augment import AdaptiveAugment, DiffAugment
+from gan_lightning.objectives.augment import AdaptiveAugment, DiffAugment
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
 from gan_lightning.data import EmbeddedMNIST, ToyDataModule
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator
-from gan_lightning.regularizers import ClassLoss, R1, R2, GradientPenalty
-from gan_lightning.schedules import LinearDecay
-from gan_lightning.system import GAN
+from gan_lightning.objectives.regularizers import ClassLoss, R1, R2, GradientPenalty
+from gan_lightning.training.schedules import LinearDecay
+from gan_lightning.training.system import GAN
 
 SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
 

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gan_lightning.data import ToyDataModule
 from gan_lightning.nets import MLPDiscriminator, MLPGenerator
-from gan_lightning.system import GAN
+from gan_lightning.training.system import GAN
 
 BATCH = 8
 
@@ -165,7 +165,7 @@ def test_ema_generator_follows_its_formula(make_trainer, ema_start):
 
 def test_linear_decay_schedule():
     from gan_lightning.errors import UserError
-    from gan_lightning.schedules import LinearDecay
+    from gan_lightning.training.schedules import LinearDecay
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     schedule = LinearDecay(opt, total_steps=10, decay_start=0.6)
@@ -180,7 +180,7 @@ def test_linear_decay_schedule():
 
 
 def test_linear_decay_defaults_to_the_runs_max_steps(make_trainer):
-    from gan_lightning.schedules import LinearDecay
+    from gan_lightning.training.schedules import LinearDecay
 
     model = tiny_gan(g_optimizer=partial(torch.optim.SGD, lr=0.1), g_lr_scheduler=partial(LinearDecay, decay_start=0.5))
     seen = []
@@ -239,7 +239,7 @@ def test_direct_steps_reach_the_weights_of_lightnings_hooked_path(make_trainer, 
     The weights are those of the path through Lightning's strategy, bit for bit (gradient clipping included)."""
     direct_model, direct = _fit_weights(make_trainer, [], **model_kwargs)
     assert direct_model._direct_steps is True
-    monkeypatch.setattr("gan_lightning.system.direct_steps_possible", lambda trainer, module: False)
+    monkeypatch.setattr("gan_lightning.training.system.direct_steps_possible", lambda trainer, module: False)
     hooked_model, hooked = _fit_weights(make_trainer, [], **model_kwargs)
     assert hooked_model._direct_steps is False
     assert direct.keys() == hooked.keys()

@@ -1,6 +1,6 @@
 """Weights & Biases without an account or a network: offline runs with sample grids and the config.
 
-Each test fits a tiny DCGAN on the embedded MNIST subset for a few steps through ``gan_lightning.cli.main``
+Each test fits a tiny DCGAN on the embedded MNIST subset for a few steps through ``gan_lightning.commands.fit.main``
 (what ``python -m gan_lightning`` calls) with a SampleGrid every 2 generator steps. The environment is
 scrubbed so that no API key can be found (``WANDB_API_KEY`` unset, ``HOME`` and ``NETRC`` in the test's
 temporary folder) and every W&B folder points into that temporary folder, so nothing is written to the real home.
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from gan_lightning.cli import main, wandb_has_key
+from gan_lightning.commands.fit import main, wandb_has_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ EXTRA = {
         "devices": 1,
         "enable_progress_bar": False,
         "enable_model_summary": False,
-        "callbacks": [{"class_path": "gan_lightning.callbacks.SampleGrid",
+        "callbacks": [{"class_path": "gan_lightning.metrics.SampleGrid",
                        "init_args": {"every_n_steps": 2, "per_row": 4, "rows": 2}}],
     },
 }
@@ -172,7 +172,7 @@ def test_offline_run_holds_the_sample_grids_and_the_full_config(no_account, tmp_
     assert data["class_path"] == "gan_lightning.data.EmbeddedMNIST"
     assert data["init_args"]["batch_size"] == 16 and data["init_args"]["labels"] == "none"
     assert trainer["max_steps"] == 4
-    assert any(cb["class_path"] == "gan_lightning.callbacks.SampleGrid" for cb in trainer["callbacks"])
+    assert any(cb["class_path"] == "gan_lightning.metrics.SampleGrid" for cb in trainer["callbacks"])
     assert config["seed_everything"] == 0 and config["wandb"] == "offline"
     assert config["run_dir"] == str(run_dir) and config["experiment"] == "gan_mnist5k"
     # The local resolved config says the same.
@@ -228,14 +228,14 @@ def test_checkpoint_monitor_keeps_the_best_fid(tmp_path, monkeypatch, classifier
 
     import torch
 
-    from gan_lightning.cli import main
+    from gan_lightning.commands.fit import main
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     rc = main(["fit", "--config", str(REPO / "experiments" / "gan_mnist5k.yaml"), "--wandb=disabled", f"--run_dir={run}",
                "--trainer.max_steps=8", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=2",
                "--model.generator.init_args.ngf=4", "--model.discriminator.init_args.ndf=4",
-               "--trainer.callbacks=[{class_path: gan_lightning.callbacks.ImageMetrics, init_args: "
+               "--trainer.callbacks=[{class_path: gan_lightning.metrics.ImageMetrics, init_args: "
                "{every_n_steps: 2, num_samples: 64, num_reference: 64, metrics: [fid]}}]",
                "--checkpoint.monitor=val/fid", "--checkpoint.mode=min", "--checkpoint.save_top_k=1",
                "--checkpoint.every_n_train_steps=2"])

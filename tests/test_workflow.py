@@ -1,4 +1,4 @@
-"""Sweeps and run reports (``gan_lightning.sweep``, ``gan_lightning.report``) and their Makefile targets.
+"""Sweeps and run reports (``gan_lightning.commands.sweep``, ``gan_lightning.commands.report``) and their Makefile targets.
 
 The sweep is checked through its printed commands (``--dry_run``), through fake commands for the runner, and
 through one real tiny sweep on the toy ring (2 seeds x 2 losses plus a loss that fails to parse), launched
@@ -25,7 +25,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from gan_lightning import report, sweep
+from gan_lightning.commands import report, sweep
 from gan_lightning.errors import DataNotFound, UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def test_wandb_sweep_file_is_valid(path: Path, capsys: pytest.CaptureFixture):
     """The file is a W&B grid sweep whose parameters are LightningCLI options: the command ``wandb agent`` builds
     parses (``fit --print_config`` through the CLI's entry point) and sets every parameter to its value;
     ``sweep`` reads the same grid."""
-    from gan_lightning.cli import main as cli_main
+    from gan_lightning.commands.fit import main as cli_main
 
     spec = yaml.safe_load(path.read_text())
     assert spec["method"] == "grid" and spec["metric"]["name"].startswith("val/")
@@ -203,7 +203,7 @@ def fabricate_run(path: Path, experiment: str, seed: int, n_critic: int, data: s
         "trainer": {"max_steps": int(steps[-1]), "default_root_dir": str(path),
                     # an object the config could not serialize: its repr differs by memory address only
                     "plugins": [f"Unable to serialize instance <a.B object at 0x{abs(hash(str(path))):x}>"],
-                    "callbacks": [{"class_path": "gan_lightning.callbacks.ToyMetrics",
+                    "callbacks": [{"class_path": "gan_lightning.metrics.ToyMetrics",
                                    "init_args": {"every_n_steps": 100}}]},
         "model": {"loss": "non_saturating", "n_critic": n_critic,
                   "g_optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001, "betas": [0.5, 0.99]}}},

@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_lightning.augment import Augment
+from gan_lightning.objectives.augment import Augment
 from gan_lightning.conditioning import ImageCondition
-from gan_lightning.losses import GANLoss
+from gan_lightning.objectives.losses import GANLoss
 from gan_lightning.nets.base import Discriminator, Generator
-from gan_lightning.regularizers import Context, Regularizer
+from gan_lightning.objectives.regularizers import Context, Regularizer
 
 
 class MarginHinge(GANLoss):

@@ -13,10 +13,10 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from gan_lightning.compat import cli_hyperparameters_active
+from gan_lightning.runtime.compat import cli_hyperparameters_active
 from gan_lightning.data.order import EpochSampler
 from gan_lightning.errors import UserError
-from gan_lightning.pixels import to_float
+from gan_lightning.sampling.pixels import to_float
 
 
 def _identity(batch: Any) -> Any:

@@ -1,6 +1,6 @@
 """Conditional-GAN metrics: does G draw the class it is asked for, and with how much variety?
 
-- *Conditional accuracy*: a classifier trained on real data (``gan_lightning.classifier``) labels each
+- *Conditional accuracy*: a classifier trained on real data (``gan_lightning.metrics.classifier``) labels each
   sample; the score is the fraction labelled with the class that was requested.
 - *Diversity ratio*: per class, the pixel spread of the samples relative to that of the real images of the
   class. A generator that collapses to one image per class scores ~0; one as varied as the data, ~1.
@@ -15,9 +15,9 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from gan_lightning.classifier import predict
+from gan_lightning.metrics.classifier import predict
 from gan_lightning.errors import UserError
-from gan_lightning.pixels import to_float
+from gan_lightning.sampling.pixels import to_float
 
 
 def _check_pair(images: Tensor, labels: Tensor, what: str) -> None:

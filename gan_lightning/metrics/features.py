@@ -4,7 +4,7 @@ An extractor takes uint8 images ``(N, C, H, W)`` in 0..255 — exactly what ``sa
 depends on how a caller scaled floats — and returns float features ``(N, F)``; ``logits`` gives class logits
 ``(N, K)`` for the Inception Score and conditional accuracy. ``name`` keys the reference-statistics cache.
 
-- ``DomainFeatures``: the project's domain classifier (``gan_lightning.classifier``), trained once on
+- ``DomainFeatures``: the project's domain classifier (``gan_lightning.metrics.classifier``), trained once on
   the real data and cached; works offline.
 - ``InceptionFeatures``: torch-fidelity's Inception-v3 (``inception-v3-compat``, the standard FID network);
   its weights download online, or come from ``weights_path`` offline.
@@ -20,9 +20,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from gan_lightning.classifier import DATASETS, check_dataset, get_classifier, load_classifier
+from gan_lightning.metrics.classifier import DATASETS, check_dataset, get_classifier, load_classifier
 from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.pixels import to_float
+from gan_lightning.sampling.pixels import to_float
 
 
 class FeatureExtractor(nn.Module):

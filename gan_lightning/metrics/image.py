@@ -28,10 +28,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from gan_lightning.cache import cache_root
+from gan_lightning.runtime.cache import cache_root
 from gan_lightning.errors import UserError
-from gan_lightning.pixels import to_uint8
-from gan_lightning.sampling import draw_indices
+from gan_lightning.sampling.pixels import to_uint8
+from gan_lightning.sampling.draw import draw_indices
 
 METRICS: dict[str, Callable[..., dict[str, float]]] = {}
 

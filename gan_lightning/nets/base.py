@@ -1,6 +1,6 @@
 """The contracts every network keeps, and the discriminator template.
 
-A GAN system (``gan_lightning.system.GAN``) only relies on these attributes and ``forward`` signatures, so any
+A GAN system (``gan_lightning.training.system.GAN``) only relies on these attributes and ``forward`` signatures, so any
 subclass named in a YAML by ``class_path`` plugs in without touching the library. ``Discriminator`` also
 implements ``forward`` around the conditioning hooks: an architecture supplies only its feature extractor
 (``features``) and that extractor's size (``set_features``).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from gan_lightning.classifier.storage import classifier_path
-from gan_lightning.classifier.training import DATASETS, DEFAULT_EPOCHS, as_root_flag, check_dataset, train_classifier
+from gan_lightning.metrics.classifier.storage import classifier_path
+from gan_lightning.metrics.classifier.training import DATASETS, DEFAULT_EPOCHS, as_root_flag, check_dataset, train_classifier
 from gan_lightning.errors import DataNotFound, UserError
 
 

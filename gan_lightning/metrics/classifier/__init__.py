@@ -12,20 +12,17 @@ variable is set), which ``get_classifier("MNIST", root)`` then loads instead of 
 - ``network``: ``DomainClassifier`` and ``predict``;
 - ``training``: the data sets it knows (``DATASETS``, ``load_split``), augmentation and ``train_classifier``;
 - ``storage``: ``save_classifier`` / ``load_classifier`` and the cache (``classifier_path``, ``get_classifier``);
-- ``command``: ``classifier_main``, the ``classifier`` command.
 """
 
-from gan_lightning.classifier.command import classifier_main
-from gan_lightning.classifier.network import DomainClassifier, predict
-from gan_lightning.classifier.storage import classifier_path, get_classifier, load_classifier, save_classifier
-from gan_lightning.classifier.training import DATASETS, as_root_flag, check_dataset, load_split, train_classifier
+from gan_lightning.metrics.classifier.network import DomainClassifier, predict
+from gan_lightning.metrics.classifier.storage import classifier_path, get_classifier, load_classifier, save_classifier
+from gan_lightning.metrics.classifier.training import DATASETS, as_root_flag, check_dataset, load_split, train_classifier
 
 __all__ = [
     "DATASETS",
     "DomainClassifier",
     "as_root_flag",
     "check_dataset",
-    "classifier_main",
     "classifier_path",
     "get_classifier",
     "load_classifier",

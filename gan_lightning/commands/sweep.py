@@ -415,7 +415,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 1 if any(r.status != "ok" and r.status != "skipped" for r in runs) else 0
 
 
-if __name__ == "__main__":  # python -m gan_lightning.sweep: the same as python -m gan_lightning sweep
-    from gan_lightning.cli import main as cli_main
+if __name__ == "__main__":  # python -m gan_lightning.commands.sweep: the same as python -m gan_lightning sweep
+    from gan_lightning.commands.fit import main as cli_main
 
     sys.exit(cli_main(["sweep", *sys.argv[1:]]))

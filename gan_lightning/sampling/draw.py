@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from gan_lightning.errors import UserError
-from gan_lightning.pixels import to_uint8  # noqa: F401 - also importable from here, next to draw
+from gan_lightning.sampling.pixels import to_uint8  # noqa: F401 - also importable from here, next to draw
 
 _BLOCK = 1024  # noise is generated in seeded blocks of this many samples.
 

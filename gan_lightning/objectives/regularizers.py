@@ -19,7 +19,7 @@ per-sample weights of interpolates. A new regularizer is a subclass named by ``c
 
     model:
       regularizers:
-        - class_path: gan_lightning.regularizers.R1
+        - class_path: gan_lightning.objectives.R1
           init_args: {gamma: 0.1}
 """
 

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_lightning.errors import UserError
-from gan_lightning.pixels import to_float
+from gan_lightning.sampling.pixels import to_float
 
 
 class DomainClassifier(nn.Module):

@@ -12,8 +12,8 @@ One ``training_step`` is one generator iteration:
 The fakes of the last D step are generated with their graph kept and reused by the G phase, so one iteration
 costs ``n_critic`` generator forwards, not ``n_critic + 1``.
 
-What each phase adds to its loss is pluggable: the loss (``gan_lightning.losses``), the regularizers
-(``gan_lightning.regularizers``), the augmentation of everything D sees (``gan_lightning.augment``) and the
+What each phase adds to its loss is pluggable: the loss (``gan_lightning.objectives.losses``), the regularizers
+(``gan_lightning.objectives.regularizers``), the augmentation of everything D sees (``gan_lightning.objectives.augment``) and the
 condition (``gan_lightning.conditioning``, which owns where conditions come from and how they are drawn).
 
 Only the generator's optimizer step counts as a Lightning step, so ``trainer.global_step``, ``max_steps`` and
@@ -37,20 +37,20 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
 
-from gan_lightning import loop as lean_loop
-from gan_lightning.augment import Augment
-from gan_lightning.checks import check_choice, check_networks, check_objective, check_range
-from gan_lightning.compat import (batch_norm_modules, cli_hyperparameters_active, counted_optimizer_step,
+from gan_lightning.training import loop as lean_loop
+from gan_lightning.objectives.augment import Augment
+from gan_lightning.training.checks import check_choice, check_networks, check_objective, check_range
+from gan_lightning.runtime.compat import (batch_norm_modules, cli_hyperparameters_active, counted_optimizer_step,
                                   spectral_norm_modules, step_counter)
 from gan_lightning.conditioning import Conditioning
-from gan_lightning.ema import make_ema, update_ema
+from gan_lightning.training.ema import make_ema, update_ema
 from gan_lightning.errors import UserError
-from gan_lightning.losses import GANLoss, LossName, get_loss
+from gan_lightning.objectives.losses import GANLoss, LossName, get_loss
 from gan_lightning.nets.base import Discriminator, Generator
-from gan_lightning.parametrized import restore_parametrizations, strip_parametrizations
-from gan_lightning.refinement import LatentRefinement
-from gan_lightning.regularizers import Context, Regularizer, Side
-from gan_lightning.resume import check_finite, check_same_model, gather_rng_states, provenance, set_rng_state
+from gan_lightning.runtime.parametrized import restore_parametrizations, strip_parametrizations
+from gan_lightning.sampling.refinement import LatentRefinement
+from gan_lightning.objectives.regularizers import Context, Regularizer, Side
+from gan_lightning.runtime.resume import check_finite, check_same_model, gather_rng_states, provenance, set_rng_state
 
 D_STEPS = ("joint", "split")
 PRIORS = ("normal", "uniform")
@@ -210,12 +210,12 @@ class GAN(pl.LightningModule):
         generator: Generator,                                # G: noise (and conditions) -> samples.
         discriminator: Discriminator,                        # D: samples (and conditions) -> one score each.
         loss: Union[LossName, GANLoss] = "non_saturating",   # A loss name, or a class_path to a GANLoss subclass.
-        regularizers: Optional[list[Regularizer]] = None,    # Extra loss terms, e.g. [{class_path: gan_lightning.regularizers.R1}].
-        augment: Optional[Augment] = None,                   # Differentiable augmentation of all D sees (gan_lightning.augment).
+        regularizers: Optional[list[Regularizer]] = None,    # Extra loss terms, e.g. [{class_path: gan_lightning.objectives.R1}].
+        augment: Optional[Augment] = None,                   # Differentiable augmentation of all D sees (gan_lightning.objectives.augment).
         d_step: Literal["joint", "split"] = "joint",         # joint: one D step on real+fake; split: a fake step then a real step.
         n_critic: int = 1,                                   # D steps per G step.
         latent_prior: Literal["normal", "uniform"] = "normal",  # normal: N(0, I); uniform: U(-1, 1).
-        refinement: Optional[LatentRefinement] = None,       # D-guided refinement of every sample drawn (gan_lightning.refinement).
+        refinement: Optional[LatentRefinement] = None,       # D-guided refinement of every sample drawn (gan_lightning.sampling.refinement).
         ema_decay: float = 0.0,                              # Decay of the EMA copy of G used for sampling, 0 = no EMA.
         ema_start: int = 0,                                  # G steps before the EMA starts averaging (copies G until then).
         grad_clip_norm: float = 0.0,                         # Clip each network's gradient norm to this, 0 = off.
@@ -244,7 +244,7 @@ class GAN(pl.LightningModule):
         check_range("grad_clip_norm", grad_clip_norm, 0.0, hint=" (0 = off)")
         for i, reg in enumerate(regularizers):
             if not isinstance(reg, Regularizer):
-                raise UserError(f"model.regularizers[{i}]: {type(reg).__name__} is not a gan_lightning.regularizers.Regularizer")
+                raise UserError(f"model.regularizers[{i}]: {type(reg).__name__} is not a gan_lightning.objectives.Regularizer")
         check_networks(generator, discriminator)
         check_objective(self.loss, regularizers, discriminator, d_step)
         if augment is not None:
@@ -265,7 +265,7 @@ class GAN(pl.LightningModule):
         self.n_critic = int(n_critic)
         self.latent_prior = latent_prior
         if refinement is not None and not isinstance(refinement, LatentRefinement):
-            raise UserError(f"model.refinement: {type(refinement).__name__} is not a gan_lightning.refinement.LatentRefinement")
+            raise UserError(f"model.refinement: {type(refinement).__name__} is not a gan_lightning.sampling.LatentRefinement")
         self.refinement = refinement
         self.ema_decay = float(ema_decay)
         self.ema_start = int(ema_start)
@@ -297,7 +297,7 @@ class GAN(pl.LightningModule):
             super().__setattr__(name, value)
 
     def log(self, *args: Any, **kwargs: Any) -> None:
-        # Counted for the lean training batch (gan_lightning.loop): while nothing is logged, by the module or a
+        # Counted for the lean training batch (gan_lightning.training.loop): while nothing is logged, by the module or a
         # callback, the logged values cannot change and their recomputation after each batch is skipped.
         self._log_calls += 1
         super().log(*args, **kwargs)
@@ -348,7 +348,7 @@ class GAN(pl.LightningModule):
         return self.generator_ema if self.generator_ema is not None else self.generator
 
     # The networks the two phases call. A distributed strategy may wrap the trained network of each phase
-    # (see gan_lightning.strategies); the held-fixed network is always called unwrapped, so no gradient
+    # (see gan_lightning.training.strategies); the held-fixed network is always called unwrapped, so no gradient
     # synchronisation is set up for it.
     def _trained_g(self) -> nn.Module:
         return self.__dict__.get("_g_wrapped") or self.generator

@@ -6,7 +6,7 @@ for gradients that never come — "parameters that were not used in producing th
 ``find_unused_parameters=True`` makes it search the graph on every step.
 
 Here G and D get a ``DistributedDataParallel`` each, and the LightningModule itself is not wrapped. The system
-(``gan_lightning.system.GAN``) runs the *trained* network of each phase through its wrapper, so its gradients
+(``gan_lightning.training.system.GAN``) runs the *trained* network of each phase through its wrapper, so its gradients
 are averaged across processes, and the *held-fixed* network unwrapped, so no gradient synchronisation is set up
 for it. Every backward pass then produces a gradient for every parameter of exactly one wrapper, which is what
 DDP expects without ``find_unused_parameters``. Works with ``n_critic > 1``, gradient penalty and R1 (their
@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
-from gan_lightning.compat import sync_module_states, wrap_ddp
+from gan_lightning.runtime.compat import sync_module_states, wrap_ddp
 from gan_lightning.errors import UserError
 
 _WRAPPERS = ("_g_wrapped", "_d_wrapped")
@@ -42,7 +42,7 @@ class GANDDPStrategy(DDPStrategy):
     def configure_ddp(self) -> None:
         module = self.model
         if not (hasattr(module, "generator") and hasattr(module, "discriminator")):
-            raise UserError("trainer.strategy: gan_ddp trains gan_lightning.system.GAN models; use ddp for other modules")
+            raise UserError("trainer.strategy: gan_ddp trains gan_lightning.training.system.GAN models; use ddp for other modules")
         # Stored outside nn.Module's registry: the wrappers must not appear in state_dict or parameters().
         module.__dict__["_g_wrapped"] = wrap_ddp(self, module.generator)
         module.__dict__["_d_wrapped"] = wrap_ddp(self, module.discriminator)
@@ -50,7 +50,7 @@ class GANDDPStrategy(DDPStrategy):
             sync_module_states(module.generator_ema)
 
     def setup(self, trainer: pl.Trainer) -> None:
-        from gan_lightning.cli import quiet_console
+        from gan_lightning.commands.fit import quiet_console
 
         quiet_console()  # processes started by spawn/fork do not inherit the CLI's warning filters
         super().setup(trainer)

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from jsonargparse import ArgumentParser
 
-from gan_lightning.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY
+from gan_lightning.runtime.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY
 from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.pixels import to_float
-from gan_lightning.sampling import (check_truncation, draw, draw_from, interpolation_noise, save_grid,
+from gan_lightning.sampling.pixels import to_float
+from gan_lightning.sampling.draw import (check_truncation, draw, draw_from, interpolation_noise, save_grid,
                                     save_scatter, to_uint8)
-from gan_lightning.system import GAN
+from gan_lightning.training.system import GAN
 
 
 def read_checkpoint(ckpt_path: str, trust: bool = False) -> dict:
@@ -157,7 +157,7 @@ def _labels_table(arrays: dict[str, np.ndarray]) -> Optional[tuple[list[str], li
 def _write_png_dir(folder: str, images: torch.Tensor, conditions: dict[str, np.ndarray]) -> None:
     """``folder/000000.png ...`` (one per uint8 image) and ``folder/labels.csv``, written into a temporary sibling
     folder that then replaces ``folder`` (an earlier export is replaced only once the new one is complete)."""
-    from gan_lightning.sampling import save_pngs
+    from gan_lightning.sampling.draw import save_pngs
 
     folder = os.path.abspath(folder)
     _make_parent(folder, "--png_dir")

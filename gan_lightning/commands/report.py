@@ -519,7 +519,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m gan_lightning.report: the same as python -m gan_lightning report
-    from gan_lightning.cli import main as cli_main
+if __name__ == "__main__":  # python -m gan_lightning.commands.report: the same as python -m gan_lightning report
+    from gan_lightning.commands.fit import main as cli_main
 
     sys.exit(cli_main(["report", *sys.argv[1:]]))

@@ -16,13 +16,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from gan_lightning.checkpointing import was_preempted
+from gan_lightning.runtime.checkpointing import was_preempted
 from gan_lightning.errors import UserError
-from gan_lightning.resume import DivergenceError
+from gan_lightning.runtime.resume import DivergenceError
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
 from gan_lightning.metrics.image import check_metrics, compute, data_key, generated_features, real_uint8, reference_features
 from gan_lightning.metrics.toy import mode_coverage
-from gan_lightning.sampling import draw, save_grid, save_scatter
+from gan_lightning.sampling.draw import draw, save_grid, save_scatter
 
 
 def _due(trainer: pl.Trainer, every: int) -> bool:

@@ -3,7 +3,7 @@
 Used through ``model.g_lr_scheduler`` / ``model.d_lr_scheduler``, which step once per generator iteration::
 
     g_lr_scheduler:
-      class_path: gan_lightning.schedules.LinearDecay
+      class_path: gan_lightning.training.LinearDecay
       init_args: {decay_start: 0.6}   # total_steps: trainer.max_steps unless given
 """
 

@@ -15,7 +15,7 @@ A new augmentation subclasses ``Augment`` (``forward(x)``; optionally ``observe`
 
     model:
       augment:
-        class_path: gan_lightning.augment.AdaptiveAugment
+        class_path: gan_lightning.objectives.AdaptiveAugment
         init_args: {target: 0.6}
 """
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_lightning.classifier.network import DomainClassifier, device_of, predict
+from gan_lightning.metrics.classifier.network import DomainClassifier, device_of, predict
 from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.pixels import to_float
+from gan_lightning.sampling.pixels import to_float
 
 # Data sets the classifier knows, with their native (channels, image_size): it is trained at the data's own
 # resolution so that generated images of a model trained on that data need no resizing.
@@ -112,7 +112,7 @@ def train_classifier(
     ``train_seconds``, ``steps`` and the rest written to ``out``.
     """
     # The storage module's cache trains through this function, so it is imported here, when first needed.
-    from gan_lightning.classifier.storage import classifier_path, save_classifier
+    from gan_lightning.metrics.classifier.storage import classifier_path, save_classifier
 
     channels, size = check_dataset(name)
     epochs = DEFAULT_EPOCHS[name] if epochs is None else epochs

@@ -1,7 +1,7 @@
 """Saving and loading domain classifiers, and the cache that holds one per data set.
 
 ``get_classifier("MNIST", root)`` loads ``<cache>/classifiers/MNIST.pt`` (``<cache>`` is
-``gan_lightning.cache.cache_root()``), training the classifier and writing that file the first time only.
+``gan_lightning.runtime.cache.cache_root()``), training the classifier and writing that file the first time only.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from gan_lightning.cache import cache_root
-from gan_lightning.classifier import training
-from gan_lightning.classifier.network import DomainClassifier
+from gan_lightning.runtime.cache import cache_root
+from gan_lightning.metrics.classifier import training
+from gan_lightning.metrics.classifier.network import DomainClassifier
 from gan_lightning.errors import DataNotFound, UserError
 
 FORMAT = 1  # Bumped when the checkpoint layout changes; an older file is reported, never half-loaded.

@@ -44,12 +44,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from gan_lightning.callbacks import DivergenceGuard
-from gan_lightning.checkpointing import AtomicCheckpointIO, Preemption, RunCheckpoint
+from gan_lightning.metrics.callbacks import DivergenceGuard
+from gan_lightning.runtime.checkpointing import AtomicCheckpointIO, Preemption, RunCheckpoint
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import UserError
-from gan_lightning.resume import redact, redact_dict
-from gan_lightning.system import GAN
+from gan_lightning.runtime.resume import redact, redact_dict
+from gan_lightning.training.system import GAN
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -525,26 +525,18 @@ class Command:
         return getattr(importlib.import_module(module), function)(list(argv))
 
 
-def _classifier_target() -> str:
-    # The domain classifier is the package gan_lightning.classifier; trees that predate the package have it in
-    # gan_lightning.metrics.classifier (this fallback can go once the package is everywhere).
-    if importlib.util.find_spec("gan_lightning.classifier") is not None:
-        return "gan_lightning.classifier:classifier_main"
-    return "gan_lightning.metrics.classifier:classifier_main"
-
-
 COMMANDS: dict[str, Command] = {
-    "fit": Command("gan_lightning.cli:fit_main",
+    "fit": Command("gan_lightning.commands.fit:fit_main",
                    "train a GAN (LightningCLI): --config experiments/<name>.yaml [--key=value ...]"),
-    "sample": Command("gan_lightning.commands:sample_main",
+    "sample": Command("gan_lightning.commands.sample_evaluate:sample_main",
                       "draw samples from a checkpoint into an .npz (and a PNG grid)"),
-    "evaluate": Command("gan_lightning.commands:evaluate_main",
+    "evaluate": Command("gan_lightning.commands.sample_evaluate:evaluate_main",
                         "metrics (FID, KID, accuracy, ...) of a checkpoint or of an .npz of samples, as JSON"),
-    "classifier": Command(_classifier_target(),
+    "classifier": Command("gan_lightning.commands.classifier:classifier_main",
                           "train (once, then cached) the domain classifier the image metrics use"),
-    "sweep": Command("gan_lightning.sweep:main",
+    "sweep": Command("gan_lightning.commands.sweep:main",
                      "run an experiment over a grid of overrides and several seeds, offline, one run directory each"),
-    "report": Command("gan_lightning.report:main",
+    "report": Command("gan_lightning.commands.report:main",
                       "compare runs from their run directories: tables of final metrics and config, seed groups, curves"),
 }
 
@@ -565,7 +557,7 @@ def fit_main(argv: Sequence[str]) -> int:
         cli = GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
     except ArgumentError as err:
         raise UserError(one_line(str(err))) from None
-    from gan_lightning.checkpointing import PREEMPTED_EXIT_CODE, was_preempted
+    from gan_lightning.runtime.checkpointing import PREEMPTED_EXIT_CODE, was_preempted
 
     # Stopped by a signal after checkpointing (a Preemption callback): the run did not finish.
     return PREEMPTED_EXIT_CODE if was_preempted(cli.trainer) else 0

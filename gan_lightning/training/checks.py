@@ -51,6 +51,6 @@ def check_objective(loss: Any, regularizers: Sequence[Any], discriminator: Any, 
                         "use conditioning AuxiliaryClassifier or Projection(classifier: true)")
     if has_head and not wants_head:
         raise UserError("model.regularizers: the discriminator has a class head but nothing trains it; add "
-                        "{class_path: gan_lightning.regularizers.ClassLoss}")
+                        "{class_path: gan_lightning.objectives.ClassLoss}")
     if wants_head and discriminator.conditioning.class_count < 1:
         raise UserError(f"model.regularizers: {wants_head[0]} needs class-label conditions")

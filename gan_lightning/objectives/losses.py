@@ -13,7 +13,7 @@ relativistic loss) overrides ``d(real, fake)`` instead, sets ``separable = False
 real step and a fake step, ``d_step: split``) and ``uses_real_in_g = True`` (the G phase then also runs the
 held-fixed D on the real batch, without gradient).
 
-The gradient penalties and the auxiliary class loss are regularizers (``gan_lightning.regularizers``), not
+The gradient penalties and the auxiliary class loss are regularizers (``gan_lightning.objectives.regularizers``), not
 losses.
 """
 
@@ -49,7 +49,7 @@ def get_loss(loss: "str | GANLoss") -> "GANLoss":
         return loss
     if not isinstance(loss, str) or loss not in LOSSES:
         raise UserError(f"model.loss: unknown loss {loss!r}; choose one of {sorted(LOSSES)} or give a class_path "
-                        "to a gan_lightning.losses.GANLoss subclass")
+                        "to a gan_lightning.objectives.GANLoss subclass")
     return LOSSES[loss]()
 
 
@@ -156,7 +156,7 @@ class RelativisticLoss(GANLoss):
     """The relativistic pairing loss of R3GAN (Huang et al. 2024, "The GAN is dead; long live the GAN!"),
     after Jolicoeur-Martineau 2018: each real sample is paired with a generated one and D is asked by how much it
     prefers the real one: ``L_D = E[softplus(D(G(z)) - D(x))]``, ``L_G = E[softplus(D(x) - D(G(z)))]``. R3GAN
-    pairs it with R1 and R2 (``gan_lightning.regularizers``). Needs ``d_step: joint``. D's raw scores are logged
+    pairs it with R1 and R2 (``gan_lightning.objectives.regularizers``). Needs ``d_step: joint``. D's raw scores are logged
     (a sigmoid of one score alone is not a probability here; ``sigmoid(D(x) - D(G(z)))`` would be)."""
 
     separable = False

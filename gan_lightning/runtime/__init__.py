@@ -1,0 +1,3 @@
+"""Run plumbing: the one door to private Lightning and torch names (``compat``), atomic checkpoints and
+preemption (``checkpointing``), random streams, provenance and resume checks (``resume``), pickling of
+parametrized networks (``parametrized``) and the cache folder (``cache``)."""

@@ -1,0 +1,13 @@
+"""The training system: the GAN LightningModule and what its step uses (holding a network fixed, the EMA
+generator, learning-rate schedules, argument checks) and the distributed strategies.
+
+Class paths for YAMLs: ``gan_lightning.training.GAN``, ``gan_lightning.training.LinearDecay``,
+``gan_lightning.training.RankConsistency``; strategies ``gan_ddp`` and ``gan_ddp_spawn`` are registered on import.
+"""
+
+from gan_lightning.training import strategies  # noqa: F401  (registers the gan_ddp strategies)
+from gan_lightning.training.schedules import LinearDecay
+from gan_lightning.training.strategies import GANDDPStrategy, RankConsistency
+from gan_lightning.training.system import GAN
+
+__all__ = ["GAN", "LinearDecay", "GANDDPStrategy", "RankConsistency"]
