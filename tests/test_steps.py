@@ -233,24 +233,9 @@ def _fit_weights(make_trainer, callbacks, steps=6, **model_kwargs):
     return model, {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("model_kwargs", [dict(n_critic=2), dict(grad_clip_norm=0.01, n_critic=1)])
-def test_direct_steps_reach_the_weights_of_lightnings_hooked_path(make_trainer, monkeypatch, model_kwargs):
-    """One device in full precision with no hook implemented: the step calls backward and D's optimizer itself.
-    The weights are those of the path through Lightning's strategy, bit for bit (gradient clipping included)."""
-    direct_model, direct = _fit_weights(make_trainer, [], **model_kwargs)
-    assert direct_model._direct_steps is True
-    monkeypatch.setattr("gan_lightning.training.system.direct_steps_possible", lambda trainer, module: False)
-    hooked_model, hooked = _fit_weights(make_trainer, [], **model_kwargs)
-    assert hooked_model._direct_steps is False
-    assert direct.keys() == hooked.keys()
-    for name in direct:
-        assert torch.equal(direct[name], hooked[name]), name
-
-
 def test_a_callback_with_backward_hooks_gets_every_call(make_trainer):
-    """A callback implementing backward/optimizer-step hooks turns the direct path off, so it sees each of them:
-    per G iteration, n_critic D backwards and steps plus G's."""
+    """Every backward and optimizer step goes through Lightning, so a callback's hooks see each of them: per G
+    iteration, n_critic D backwards and steps plus G's."""
     hooks = BackwardHooks()
     model, _ = _fit_weights(make_trainer, [hooks], steps=5, n_critic=2)
-    assert model._direct_steps is False
     assert hooks.calls == {"on_before_backward": 15, "on_after_backward": 15, "on_before_optimizer_step": 15}

@@ -144,16 +144,16 @@ def drop_nvml_check_without_nvml() -> bool:
     return False
 
 
-def step_counter(trainer: Any) -> Any:
-    """Lightning's count of a manual-optimization fit's counted optimizer steps: ``trainer.global_step`` is its
-    ``total.completed``."""
-    return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+def attached_trainer(module: Any) -> Any:
+    """The trainer a LightningModule is attached to, or None (``LightningModule.trainer`` raises instead)."""
+    return module._trainer
 
 
-def counted_optimizer_step(counter: Any, optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()`` on a torch optimizer, counted in ``counter`` (``step_counter(trainer)``) exactly as
-    ``LightningOptimizer.step`` counts it (``trainer.global_step`` + 1), without the strategy's and precision
-    plugin's dispatch around it (for full precision on one device, where that dispatch only calls hooks)."""
-    counter.increment_ready()
-    optimizer.step()
-    counter.increment_completed()
+def foreach_copy_(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``t.copy_(s)`` for every pair, as one multi-tensor operation (one kernel launch per group on a GPU)."""
+    torch._foreach_copy_(targets, sources)
+
+
+def foreach_lerp_(targets: list[torch.Tensor], ends: list[torch.Tensor], weight: float) -> None:
+    """``t.lerp_(e, weight)`` for every pair, as one multi-tensor operation."""
+    torch._foreach_lerp_(targets, ends, weight)
