@@ -38,6 +38,7 @@ class Drift(Regularizer):
     """Progressive GAN's drift penalty: eps * E[D(x)^2] on real scores keeps D's output near zero."""
 
     def __init__(self, eps: float = 1e-3) -> None:
+        super().__init__()
         self.eps = float(eps)
 
     def d_real(self, ctx: Context) -> Tensor:

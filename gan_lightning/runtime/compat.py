@@ -1,11 +1,26 @@
-"""Every private Lightning name the project relies on, behind small public functions.
+"""The one door to private Lightning and torch names: every one the package uses is here, behind a small public
+function, and a test fails when any other module touches one.
 
-Lightning does not promise to keep names that start with an underscore. The project needs a few of them; they are
-looked up here and nowhere else, so a Lightning release that renames one breaks in one place, with a message
-naming the name and the installed Lightning version (``check()`` lists every such problem at once).
+Lightning and torch do not promise to keep names that start with an underscore (or the internal modules such as
+``loops`` and ``trainer.connectors``). Kept here, a release that renames one breaks in one place, with a message
+naming the name and the installed version (``check()`` lists every missing module-level name at once).
 
-Also here: the keys LightningCLI writes into saved hyperparameters, and torch's batch-norm layers and spectral-norm
-parametrizations found without torch's private class names.
+What is used, and for what:
+
+- ``lightning.pytorch.core.mixins.hparams_mixin._given_hyperparameters``: whether LightningCLI is instantiating
+  the module, so the parsed config (class paths included) is saved as its hyperparameters
+  (``cli_hyperparameters_active``);
+- ``lightning.pytorch.overrides.distributed._sync_module_states``: broadcast of the EMA generator's weights from
+  process 0 (``sync_module_states``, for the ``gan_ddp`` strategy);
+- ``lightning.pytorch.strategies.ddp.DDPStrategy._setup_model``: G and D each wrapped in
+  ``DistributedDataParallel`` exactly as Lightning wraps a module (``wrap_ddp``);
+- ``LightningModule._trainer``: the attached trainer or None (``attached_trainer``; the public property raises);
+- ``torch._foreach_copy_``, ``torch._foreach_lerp_``: the EMA update as multi-tensor operations
+  (``foreach_copy_``, ``foreach_lerp_``).
+
+Also here, without private names: the keys LightningCLI writes into saved hyperparameters, torch's batch-norm
+layers and spectral-norm parametrizations found by their public classes, and Lightning's NVML setting undone where
+NVML cannot load.
 """
 
 from __future__ import annotations
