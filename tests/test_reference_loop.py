@@ -7,7 +7,7 @@ norm (its power iteration advances once per D step and never in the G phase); G 
 from __future__ import annotations
 
 from itertools import cycle
-from typing import Iterator, Optional
+from typing import Iterator
 
 import pytest
 import torch
