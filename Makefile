@@ -21,7 +21,7 @@ PNG_DIR ?= runs/$(EXP)/pngs
 DATA   ?= $(or $(GAN_LIGHTNING_DATA),data)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test sample interpolate pngs evaluate classifier sweep report bench bench-gpu clean
+.PHONY: help install train test test-fast sample interpolate pngs evaluate classifier sweep report bench bench-gpu clean
 
 help:  ## List the targets.
 	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ train: $(STAMP)  ## Train an experiment: make train EXP=<name> ARGS="--trainer.m
 
 test: $(STAMP)  ## Run the test suite (CPU, no network).
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## The test suite without the tests marked slow (about a minute on 2 cores).
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 sample: $(STAMP)  ## Draw samples: make sample EXP=<name> [CKPT=path] NUM=1000 OUT=file.npz ARGS="--grid g.png".
 	@test -n "$(CKPT)" || { echo "error: no checkpoint under runs/$(EXP)/; run make train EXP=$(EXP) or pass CKPT=path"; exit 2; }

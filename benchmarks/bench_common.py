@@ -24,6 +24,11 @@ DATA_ROOT = Path(os.environ.get("GAN_LIGHTNING_DATA", REPO / "data"))
 # keeps it when it rewrites the CPU sections.
 GPU_BEGIN = "<!-- gpu-section: begin (written by benchmarks/gpu.py) -->"
 GPU_END = "<!-- gpu-section: end -->"
+# The "Methods and notes" section lies between these lines: written by hand in BENCHMARKS.md (how the figures are
+# measured, protocols, targets, single-run results of the other benchmark scripts); benchmarks/run.py and
+# benchmarks/gpu.py keep it as it is.
+METHODS_BEGIN = "<!-- methods-section: begin (written by hand; make bench keeps it) -->"
+METHODS_END = "<!-- methods-section: end -->"
 
 
 def median(values: Sequence[float]) -> float:
@@ -87,10 +92,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def marked_section(text: str, begin: str, end: str) -> str | None:
+    """The part of ``text`` from the line ``begin`` to the line ``end`` (markers included), or None."""
+    m = re.search(re.escape(begin) + r".*?" + re.escape(end), text, flags=re.S)
+    return m.group(0) if m else None
+
+
 def gpu_section(text: str) -> str | None:
     """The GPU section of a report (markers included), or None."""
-    m = re.search(re.escape(GPU_BEGIN) + r".*?" + re.escape(GPU_END), text, flags=re.S)
-    return m.group(0) if m else None
+    return marked_section(text, GPU_BEGIN, GPU_END)
+
+
+def methods_section(text: str) -> str | None:
+    """The hand-written "Methods and notes" section of a report (markers included), or None."""
+    return marked_section(text, METHODS_BEGIN, METHODS_END)
 
 
 def with_gpu_section(text: str, section: str) -> str:
@@ -101,10 +116,11 @@ def with_gpu_section(text: str, section: str) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
+    from gan_lightning.runtime.files import atomic_write  # here: the other helpers need no torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def subprocess_env(threads: int) -> dict[str, str]:

@@ -36,7 +36,7 @@ from torch import Tensor
 from gan_lightning.metrics.classifier import (
     as_root_flag, classifier_path, get_classifier, load_classifier, load_split, predict,
 )
-from gan_lightning.commands.sample_evaluate import load_gan
+from gan_lightning.commands.checkpoints import load_gan
 from gan_lightning.data.images import embedded_mnist
 from gan_lightning.errors import DataNotFound, UserError
 from gan_lightning.metrics.conditional import accuracy_by_class, diversity_ratio

@@ -12,7 +12,9 @@ empty step), ``startup`` (import, and command to first
 training step), ``time_to_quality`` (toy grid and default experiment metrics against training time, and the
 metric callback's share). Every figure is a median over alternating rounds and every ratio is measured side by
 side in one run, except the time-to-quality curves, which are one training run each. The GPU section of an
-existing ``BENCHMARKS.md`` (written by ``benchmarks/gpu.py``, ``make bench-gpu``) is kept.
+existing ``BENCHMARKS.md`` (written by ``benchmarks/gpu.py``, ``make bench-gpu``) is kept, and so is its
+hand-written "Methods and notes" section (taken from the repository's ``BENCHMARKS.md`` when the report written
+is another file that has none).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from typing import Callable, Optional
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_common import GPU_BEGIN, GPU_END, REPO, REPORT, RESULTS, command_line, gpu_section, machine, now, write_atomic  # noqa: E402
+from bench_common import (GPU_BEGIN, GPU_END, REPO, REPORT, RESULTS, command_line, gpu_section, machine,  # noqa: E402
+                          methods_section, now, write_atomic)
 
 SCRIPTS = ["step_speed", "startup", "time_to_quality", "ddp_throughput", "toy_quality", "precision_throughput", "gpu",
            "cgan_quality", "spatial_quality"]
@@ -171,6 +174,12 @@ def report(argv: list[str]) -> int:
 
     built: dict[str, tuple[str, bool]] = {}
     # --quick only checks the pipeline: the sections that run subprocesses run beside the in-process one.
+    if args.quick:
+        # Imported here, in one thread, before the sections run in several: two threads importing the package at
+        # once can each find a module of it half-initialised.
+        import startup  # noqa: F401
+        import step_speed  # noqa: F401
+        import time_to_quality  # noqa: F401
     pool = ThreadPoolExecutor(len(args.sections)) if args.quick else None
     futures = {n: pool.submit(build, n) for n in args.sections if n != "step_speed"} if pool else {}
     for name in args.sections:
@@ -197,7 +206,10 @@ def report(argv: list[str]) -> int:
         GPU_BEGIN, "## GPU", "",
         "Not measured yet: on a CUDA machine `make bench-gpu` (`benchmarks/gpu.py`) runs the CUDA tests and the "
         "precision throughput table and writes this section.", GPU_END])
-    write_atomic(out, "\n".join(lines) + "\n" + "\n\n".join(bodies) + "\n\n" + gpu + "\n")
+    # The hand-written methods section: the one in the report being rewritten, else the repository's.
+    methods = methods_section(previous) or (methods_section(REPORT.read_text()) if REPORT.is_file() else None)
+    tail = gpu + ("\n\n" + methods if methods else "")
+    write_atomic(out, "\n".join(lines) + "\n" + "\n\n".join(bodies) + "\n\n" + tail + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return int(failed)
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from gan_lightning.metrics.classifier import get_classifier, load_split, predict
-from gan_lightning.commands.sample_evaluate import load_gan
+from gan_lightning.commands.checkpoints import load_gan
 from gan_lightning.conditioning import SpatialCondition
 from gan_lightning.metrics.spatial import condition_error
 from gan_lightning.sampling.pixels import to_float, to_uint8

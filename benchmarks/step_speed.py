@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_lightning.metrics.callbacks import DivergenceGuard
+from gan_lightning.training.guards import DivergenceGuard
 from gan_lightning.conditioning import ConditionalBatchNorm, Projection
 from gan_lightning.data import EmbeddedMNIST, ToyDataModule
 from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator

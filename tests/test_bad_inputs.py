@@ -1,7 +1,7 @@
 """A table of user mistakes through the real command line: each gets exit code 2 and one line
 ``error: <field or file>: <what is wrong and the fix>`` on stderr, never a traceback.
 
-The commands run in-process through ``gan_lightning.commands.fit.main`` (what ``python -m gan_lightning`` calls); two
+The commands run in-process through ``gan_lightning.commands.main`` (what ``python -m gan_lightning`` calls); two
 go through a real subprocess to check what a shell sees.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gan_lightning.commands.fit import main
+from gan_lightning.commands import main
 
 REPO = Path(__file__).resolve().parents[1]
 QUIET = "--wandb=disabled --trainer.max_steps=1 --trainer.callbacks=null --trainer.enable_progress_bar=false"

@@ -37,11 +37,12 @@ def _table_rows(text: str, header_start: str) -> list[list[str]]:
 def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classifier_cache):
     from PIL import Image
 
-    from bench_common import GPU_BEGIN, GPU_END
+    from bench_common import GPU_BEGIN, GPU_END, METHODS_BEGIN, METHODS_END
 
     out = tmp_path / "BENCHMARKS.md"
-    # A GPU section written earlier by benchmarks/gpu.py survives the CPU report.
-    out.write_text(f"# old\n\n{GPU_BEGIN}\n## GPU\n\nsentinel 1,234 img/s\n{GPU_END}\n")
+    # A GPU section written earlier by benchmarks/gpu.py and the hand-written methods section survive the CPU report.
+    out.write_text(f"# old\n\n{GPU_BEGIN}\n## GPU\n\nsentinel 1,234 img/s\n{GPU_END}\n\n"
+                   f"{METHODS_BEGIN}\n## Methods and notes\n\nsentinel method note\n{METHODS_END}\n")
     proc = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--out", str(out), "--results",
                            str(tmp_path / "plots")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -52,9 +53,11 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
         assert field in text
     assert "benchmarks/run.py --quick" in text and "torch " in text
     assert re.search(r"\*\*date\*\*: \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
-    for title in ("## Training-step speed (CPU)", "## Start-up", "## Time to quality", "## GPU"):
+    for title in ("## Training-step speed (CPU)", "## Start-up", "## Time to quality", "## GPU",
+                  "## Methods and notes"):
         assert text.count(title) == 1, title
     assert "# old" not in text and text.count(GPU_BEGIN) == 1 and "sentinel 1,234 img/s" in text
+    assert text.count(METHODS_BEGIN) == text.count(METHODS_END) == 1 and "sentinel method note" in text
 
     # Step speed: both models, five variants each, numeric times, ratios and overheads.
     rows = _table_rows(text, "| variant |")

@@ -20,7 +20,7 @@ from gan_lightning.metrics.classifier import (
     train_classifier,
 )
 from gan_lightning.metrics.classifier import training as classifier_training
-from gan_lightning.commands.fit import main
+from gan_lightning.commands import main
 from gan_lightning.errors import UserError
 from gan_lightning.metrics.conditional import conditional_accuracy, diversity_ratio, per_class_accuracy, pixel_spread
 from gan_lightning.metrics.image import reference_cache_path
@@ -70,6 +70,7 @@ def test_mnist5k_split_is_fixed_and_disjoint() -> None:
 # ------------------------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_classifier_beats_chance_on_held_out_digits(trained) -> None:
     model, meta, out = trained
     assert meta["steps"] == 200
@@ -78,6 +79,7 @@ def test_classifier_beats_chance_on_held_out_digits(trained) -> None:
     assert float((predict(model, x_test) == y_test).double().mean()) == pytest.approx(meta["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip(trained) -> None:
     model, meta, out = trained
     loaded, loaded_meta = load_classifier(out)

@@ -2,7 +2,7 @@
 (``<run_dir>/metrics.csv``, the W&B run's config and tags).
 
 Runs go through the real command line (``python -m gan_lightning`` in a subprocess, on the toy ring for a few
-steps) where the whole console matters; the error cases run in-process through ``gan_lightning.commands.fit.main`` (what
+steps) where the whole console matters; the error cases run in-process through ``gan_lightning.commands.main`` (what
 ``python -m gan_lightning`` calls), which prints the same line. W&B runs offline with no key anywhere and every
 W&B folder under the test's temporary folder; the offline run is read back with W&B's own reader
 (``wandb leet inspect --summary --json``).
@@ -24,8 +24,11 @@ import pytest
 import torch
 import yaml
 
+from gan_lightning.commands import COMMANDS, main
 from gan_lightning.commands import fit as cli
-from gan_lightning.commands.fit import COMMANDS, MetricsCSV, main
+from gan_lightning.commands.parsing import one_line, user_error_in_chain
+from gan_lightning.runtime.console import quiet_console
+from gan_lightning.runtime.loggers import MetricsCSV
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = str(REPO / "experiments" / "toy_ring.yaml")
@@ -56,6 +59,7 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
 EXPECTED_COMMANDS = ["fit", "sample", "evaluate", "classifier", "sweep", "report"]
 
 
+@pytest.mark.slow
 def test_help_lists_every_command_with_its_description(tmp_path):
     out = run_cli(tmp_path, "--help")
     assert out.returncode == 0 and out.stderr == "" and "Traceback" not in out.stderr
@@ -181,7 +185,7 @@ def test_a_bug_while_building_the_classes_keeps_its_traceback(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(Exception) as raised:
         main(["fit", "--config", TOY, "--wandb=disabled", f"--run_dir={tmp_path / 'run'}", f"--data={__name__}.BrokenData"])
-    assert cli.user_error_in_chain(raised.value) is None
+    assert user_error_in_chain(raised.value) is None
     chain, e = [], raised.value
     while e is not None:
         chain.append(e)
@@ -196,7 +200,7 @@ def test_one_line_condenses_jsonargparse_union_errors():
         "    - Expected a typing.Literal['hinge', 'wasserstein']\n    - Expected a dot import path string: foo\n"
         "  Given value type: <class 'str'>\n  Given value: foo"
     )
-    assert cli.one_line(message) == "model.loss: expected one of ['hinge', 'wasserstein'] or dot import path string (got foo)"
+    assert one_line(message) == "model.loss: expected one of ['hinge', 'wasserstein'] or dot import path string (got foo)"
 
 
 @pytest.mark.slow
@@ -234,7 +238,7 @@ def test_default_root_dir_is_the_parent_of_runs(tmp_path, monkeypatch):
 def test_quiet_console_drops_only_the_named_messages():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cli.quiet_console()
+        quiet_console()
         warnings.warn("Using ModelCheckpoint with manual optimization and every_n_train_steps, but no "
                       "pre-optimization state was saved. Example: ...", UserWarning)
         warnings.warn("Using ModelCheckpoint with a monitor that is never logged", UserWarning)

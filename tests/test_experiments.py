@@ -1,6 +1,6 @@
 """Every ``experiments/*.yaml`` parses and trains one step through the real CLI (lightning-hydra-template style).
 
-The CLI runs in-process (``gan_lightning.commands.fit.main``) with ``fast_dev_run`` on CPU. Data the experiments name is
+The CLI runs in-process (``gan_lightning.commands.main``) with ``fast_dev_run`` on CPU. Data the experiments name is
 found offline: the embedded MNIST subset always; torchvision MNIST / FashionMNIST from the shared data folder
 (those experiments are skipped without it); CIFAR10 from a tiny folder in torchvision's pickle layout written
 here, with the file list torchvision checks set to the checksums of those files, so torchvision's own loading
@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 
 from conftest import DATA_ROOT
-from gan_lightning.commands.fit import main
+from gan_lightning.commands import main
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))

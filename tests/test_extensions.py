@@ -1,7 +1,7 @@
 """Every extension point takes a class defined outside the package, named in a YAML by ``class_path``.
 
 The classes live in ``tests/user_extensions.py`` (a user's own module). Each config is trained for a few steps
-through the real command line (``gan_lightning.commands.fit.main``, what ``python -m gan_lightning`` runs), then sampled
+through the real command line (``gan_lightning.commands.main``, what ``python -m gan_lightning`` runs), then sampled
 from its checkpoint with ``sample``; the checkpoint must rebuild the user's classes, and what they log and count
 shows they ran. Augmentation and the adaptive probability are also checked against their definitions here.
 """
@@ -18,8 +18,8 @@ import yaml
 
 import user_extensions as ext
 from gan_lightning.objectives.augment import AdaptiveAugment, DiffAugment, cutout, translation
-from gan_lightning.commands.fit import main
-from gan_lightning.commands.sample_evaluate import load_gan
+from gan_lightning.commands import main
+from gan_lightning.commands.checkpoints import load_gan
 
 TRAINER = {"accelerator": "cpu", "devices": 1, "max_steps": 4, "log_every_n_steps": 1,
            "enable_progress_bar": False, "enable_model_summary": False}

@@ -30,7 +30,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lightning.metrics.callbacks import ImageMetrics
-from gan_lightning.commands.fit import main
+from gan_lightning.commands import main
 from gan_lightning.conditioning import LabelConcat
 from gan_lightning.data import EmbeddedMNIST
 from gan_lightning.data.images import embedded_mnist

@@ -169,8 +169,8 @@ def test_toy_metrics_write_both_to_metrics_json(make_trainer):
 
 
 def test_the_toy_experiments_name_a_refinement_that_the_checkpoint_rebuilds(tmp_path):
-    from gan_lightning.commands.fit import main
-    from gan_lightning.commands.sample_evaluate import load_gan
+    from gan_lightning.commands import main
+    from gan_lightning.commands.checkpoints import load_gan
 
     run = tmp_path / "ring"
     assert main(["fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"), f"--run_dir={run}", "--wandb=disabled",

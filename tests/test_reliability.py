@@ -42,9 +42,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
-    """Keys whose tensors differ (bitwise, dtype and shape included); the key lists must be equal, in order."""
+    """Keys whose values differ (tensors bitwise, dtype and shape included; a module's extra state, such as a
+    regularizer's step count, by equality); the key lists must be equal, in order."""
     assert list(a) == list(b), f"different keys: {sorted(set(a) ^ set(b))}"
-    return [k for k in a if a[k].dtype != b[k].dtype or not torch.equal(a[k], b[k])]
+
+    def differ(x: object, y: object) -> bool:
+        if isinstance(x, torch.Tensor):
+            return not isinstance(y, torch.Tensor) or x.dtype != y.dtype or not torch.equal(x, y)
+        return x != y
+
+    return [k for k in a if differ(a[k], b[k])]
 
 
 # ------------------------------------------------------------------------------------------------ atomic saves
@@ -177,7 +184,7 @@ def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path
     its first checkpoint (step 10), SIGTERM. The process prints one line naming last.ckpt and the step N, the
     checkpoint holds step N and loads as a GAN, and the exit code is 143 (PREEMPTED_EXIT_CODE). Resumed from it
     to N + 7 steps, the run ends bit-identical to one that ran N + 7 steps without interruption."""
-    from gan_lightning.commands.sample_evaluate import load_gan
+    from gan_lightning.commands.checkpoints import load_gan
 
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "gan_lightning", "fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"),

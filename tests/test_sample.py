@@ -2,7 +2,7 @@
 
 Three tiny models are trained once through the CLI into a temporary folder: a toy 2D model, an unconditional
 DCGAN on the embedded MNIST subset (with an EMA generator) and a class-conditional one (LabelConcat on both
-networks). The commands run in-process through ``gan_lightning.commands.fit.main`` (what ``python -m gan_lightning``
+networks). The commands run in-process through ``gan_lightning.commands.main`` (what ``python -m gan_lightning``
 calls); one test runs the real module in a subprocess to check the exit code a shell sees.
 """
 
@@ -19,8 +19,8 @@ import torch
 import yaml
 from PIL import Image
 
-from gan_lightning.commands.fit import main
-from gan_lightning.commands.sample_evaluate import load_gan
+from gan_lightning.commands import main
+from gan_lightning.commands.checkpoints import load_gan
 from gan_lightning.sampling.draw import noise_for
 
 REPO = Path(__file__).resolve().parents[1]

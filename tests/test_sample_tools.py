@@ -4,7 +4,7 @@ comparison grid and PNG export, on checkpoints written by ``fit``.
 Four tiny models are trained once through the CLI into a temporary folder: a toy 2D model with a uniform prior,
 an unconditional DCGAN with an EMA generator, a class-conditional one (LabelConcat) whose run keeps the
 checkpoints of steps 2 and 4 and writes its training-time sample grids, and a spatially conditioned one
-(SpatialCondition). The commands run in-process through ``gan_lightning.commands.fit.main``.
+(SpatialCondition). The commands run in-process through ``gan_lightning.commands.main``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import torch
 import yaml
 from PIL import Image
 
-from gan_lightning.commands.fit import main
-from gan_lightning.commands.sample_evaluate import load_gan
+from gan_lightning.commands import main
+from gan_lightning.commands.checkpoints import load_gan
 from gan_lightning.sampling.draw import noise_for, save_pngs, slerp, to_uint8
 from gan_lightning.training.system import GAN
 

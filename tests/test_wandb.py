@@ -1,6 +1,6 @@
 """Weights & Biases without an account or a network: offline runs with sample grids and the config.
 
-Each test fits a tiny DCGAN on the embedded MNIST subset for a few steps through ``gan_lightning.commands.fit.main``
+Each test fits a tiny DCGAN on the embedded MNIST subset for a few steps through ``gan_lightning.commands.main``
 (what ``python -m gan_lightning`` calls) with a SampleGrid every 2 generator steps. The environment is
 scrubbed so that no API key can be found (``WANDB_API_KEY`` unset, ``HOME`` and ``NETRC`` in the test's
 temporary folder) and every W&B folder points into that temporary folder, so nothing is written to the real home.
@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from gan_lightning.commands.fit import main, wandb_has_key
+from gan_lightning.commands import main
+from gan_lightning.runtime.loggers import wandb_has_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -218,7 +219,6 @@ def test_bad_wandb_mode_is_a_one_line_error(no_account, tmp_path, capsys):
     assert not (tmp_path / "bad" / "wandb").exists()
 
 
-@pytest.mark.slow
 def test_checkpoint_monitor_keeps_the_best_fid(tmp_path, monkeypatch, classifier_cache):
     """``--checkpoint.monitor=val/fid --checkpoint.mode=min --checkpoint.save_top_k=1``: the metric callback's
     values reach Lightning's callbacks, so the kept checkpoint is the one of the step with the lowest FID, next
@@ -228,7 +228,7 @@ def test_checkpoint_monitor_keeps_the_best_fid(tmp_path, monkeypatch, classifier
 
     import torch
 
-    from gan_lightning.commands.fit import main
+    from gan_lightning.commands import main
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"

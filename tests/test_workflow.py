@@ -147,12 +147,13 @@ def agent_command(spec: dict, params: dict[str, Any]) -> list[str]:
     return command
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=[p.stem for p in SWEEP_FILES])
 def test_wandb_sweep_file_is_valid(path: Path, capsys: pytest.CaptureFixture):
     """The file is a W&B grid sweep whose parameters are LightningCLI options: the command ``wandb agent`` builds
     parses (``fit --print_config`` through the CLI's entry point) and sets every parameter to its value;
     ``sweep`` reads the same grid."""
-    from gan_lightning.commands.fit import main as cli_main
+    from gan_lightning.commands import main as cli_main
 
     spec = yaml.safe_load(path.read_text())
     assert spec["method"] == "grid" and spec["metric"]["name"].startswith("val/")
@@ -395,6 +396,7 @@ def test_report_rejects_unknown_source(tmp_path: Path):
         report.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
 
 
+@pytest.mark.slow
 def test_make_report_target(tmp_path: Path, fabricated: dict):
     """``make report RUNS=... OUT=...`` runs the report with those sources and writes its documented files."""
     out = tmp_path / "made"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from gan_lightning.metrics.classifier.storage import classifier_path
-from gan_lightning.metrics.classifier.training import DATASETS, DEFAULT_EPOCHS, as_root_flag, check_dataset, train_classifier
 from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.metrics.classifier.datasets import DATASETS, as_root_flag, check_dataset
+from gan_lightning.metrics.classifier.storage import classifier_path
+from gan_lightning.metrics.classifier.training import DEFAULT_EPOCHS, train_classifier
 
 
 def classifier_main(argv: Sequence[str]) -> int:

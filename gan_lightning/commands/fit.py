@@ -1,8 +1,6 @@
-"""Command line: ``python -m gan_lightning COMMAND [options]``. ``COMMANDS`` is the table of commands (``fit``,
-``sample``, ``evaluate``, ``classifier``, ``sweep``, ``report``); ``--help`` lists them.
-
-``fit`` is LightningCLI restricted to Lightning's ``fit``: ``--config experiments/<name>.yaml``, several
-``--config``, ``--print_config``, ``class_path``/``init_args`` and ``--key=value`` overrides. On top of it:
+"""``python -m gan_lightning fit``: LightningCLI restricted to Lightning's ``fit``: ``--config
+experiments/<name>.yaml``, several ``--config``, ``--print_config``, ``class_path``/``init_args`` and
+``--key=value`` overrides. On top of it:
 
 - ``--experiment NAME`` (default: the stem of the first config file) and ``--run_dir`` (default
   ``<trainer.default_root_dir or runs>/<experiment>/<run id>-seed<seed>``): the run directory holds
@@ -12,25 +10,19 @@
   once, is grouped by experiment and tagged ``seed:<n>`` (and ``sweep:<name>`` under ``GAN_LIGHTNING_SWEEP``);
 - the networks' ``num_classes`` is linked to the data's, so it is never typed twice, and the data module's
   ``draws_per_step`` to ``model.n_critic``, so each of the ``n_critic`` D steps gets a fresh batch;
+- a NaN loss stops the run (``DivergenceGuard``), SIGTERM/SIGUSR1 checkpoint the current step and stop (exit code
+  143), and checkpoints are written atomically;
 - a mistake (a bad value, an unknown option, a missing config file, a GPU where there is none) is one line
   ``error: ...`` and exit code 2; a bug keeps its traceback.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
-import importlib
-import importlib.util
 import json
-import logging
 import os
-import re
 import sys
-import traceback
-import warnings
 from argparse import ArgumentError
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -38,70 +30,25 @@ import torch
 import yaml
 from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch import loggers as lightning_loggers
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-from gan_lightning.metrics.callbacks import DivergenceGuard
-from gan_lightning.runtime.checkpointing import AtomicCheckpointIO, Preemption, RunCheckpoint
+import gan_lightning.metrics  # noqa: F401  (the callbacks experiments add: known to --help and by short class name)
+from gan_lightning.commands.parsing import one_line, rejected_by_lightning, user_error_in_chain
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import UserError
+from gan_lightning.runtime.checkpointing import (PREEMPTED_EXIT_CODE, AtomicCheckpointIO, Preemption, RunCheckpoint,
+                                                 was_preempted)
+from gan_lightning.runtime.console import quiet_console
+from gan_lightning.runtime.loggers import MetricsCSV, WandbLogger, wandb_has_key, writes_metrics_csv
 from gan_lightning.runtime.resume import redact, redact_dict
+from gan_lightning.training.guards import DivergenceGuard
 from gan_lightning.training.system import GAN
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
-
-
-def wandb_has_key() -> bool:
-    """Whether W&B can log online without asking: an API key in the environment or in ~/.netrc."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    try:
-        return "api.wandb.ai" in netrc.read_text()
-    except OSError:
-        return False
-
-
-class _DropMessages(logging.Filter):
-    """Drops the records of one logger whose message starts with one of ``prefixes``."""
-
-    def __init__(self, *prefixes: str) -> None:
-        super().__init__()
-        self.prefixes = prefixes
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.prefixes)
-
-
-# What a run does not print; each names the exact message, so a genuine warning of the same module still shows.
-QUIET_WARNINGS = [
-    # Lightning asks manual-optimization modules to keep pre-step weights for ModelCheckpoint(every_n_train_steps),
-    # with a code example. A GAN checkpoint holds the weights after the step's G update, as intended.
-    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps, but no pre-optimization state",
-     UserWarning, ""),
-    # torch deprecates a class that Lightning's own pytree helper uses; nothing a user can change.
-    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
-]
-QUIET_LOGS = {
-    # Lightning's advertisements ("💡 Tip: ... try installing litlogger / litmodels").
-    "lightning.pytorch.utilities.rank_zero": ("💡 Tip:",),
-    "lightning.fabric.utilities.rank_zero": ("💡 Tip:",),
-    # "Seed set to N", printed before any error: the seed is in config.yaml and in the default run directory's name.
-    "lightning.fabric.utilities.seed": ("Seed set to ",),
-}
-
-
-def quiet_console() -> None:
-    """Installs the warning and logging filters above (once per process)."""
-    for message, category, module in QUIET_WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category, module=module)
-    for name, prefixes in QUIET_LOGS.items():
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropMessages) for f in logger.filters):
-            logger.addFilter(_DropMessages(*prefixes))
 
 
 def check_accelerator(accelerator: Any) -> None:
@@ -172,79 +119,6 @@ def check_run_dir(path: str) -> None:
         raise UserError(f"--run_dir: cannot create {path!r}: {str(existing)!r} is {what}; choose another --run_dir")
 
 
-def rejected_by_lightning(err: BaseException) -> bool:
-    """Whether ``err`` is Lightning refusing a trainer setting (accelerator, devices, strategy, precision): raised
-    by Lightning's own code while its accelerator connector checks the settings, not by a class of the project."""
-    frames = [frame.f_code.co_filename for frame, _ in traceback.walk_tb(err.__traceback__)]
-    lightning = os.sep + "lightning" + os.sep
-    connector = os.path.join("trainer", "connectors", "accelerator_connector.py")
-    return any(f.endswith(connector) for f in frames) and bool(frames) and lightning in frames[-1]
-
-
-def user_error_in_chain(err: BaseException) -> Optional[UserError]:
-    """The first ``UserError`` among ``err`` and the exceptions it was raised from (``__cause__``, ``__context__``)."""
-    seen: set[int] = set()
-    stack = [err]
-    while stack:
-        e = stack.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, UserError):
-            return e
-        stack += [e.__cause__, e.__context__]
-    return None
-
-
-# Lines of jsonargparse's nested error text that say nothing about the mistake itself.
-_NOISE = re.compile(
-    r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors:|Given value type: |"
-    r"Problem with given class_path|Expected a NoneType|Expected a path but .* either not accessible or invalid)"
-)
-
-
-def one_line(message: str) -> str:
-    """A jsonargparse parse error (often several indented lines: a Union's alternatives, a class's init_args) as one
-    line: the dotted key, what was expected, and the value given."""
-    keys: list[str] = []
-    reasons: list[str] = []
-    given: Optional[str] = None
-    for raw in message.splitlines():
-        line = raw.strip()
-        line = line[2:] if line.startswith("- ") else line
-        while (m := re.match(r'Parser key "([^"]+)":\s*(.*)$', line)) is not None:
-            if m.group(1) not in keys:
-                keys.append(m.group(1))
-            line = m.group(2)
-        line = re.sub(r"<class '([\w.]+)'>", r"\1", line)
-        line = re.sub(r"typing\.Literal\[(.*)\]", r"one of [\1]", line)
-        if not line or _NOISE.match(line):
-            continue
-        if line.startswith("Given value: "):
-            given = given or line[len("Given value: "):]
-            continue
-        m = re.search(r"\. Got value: (.*)$", line)
-        if m:
-            given, line = given or m.group(1), line[: m.start()]
-        line = line[:1].lower() + line[1:] if line[1:2].islower() else line
-        if line not in reasons:
-            reasons.append(line)
-    if given is not None:
-        reasons = [r[: -len(given) - 2] if r.endswith(": " + given) else r for r in reasons]
-        if len(given) > 60 or given.startswith(("Namespace(", "NestedArg(")):
-            given = None
-    expected = [re.match(r"expected (?:an? )?(.*)$", r) for r in reasons]
-    if reasons and all(expected):  # the alternatives of a Union, or one type
-        text = "expected " + " or ".join(m.group(1) for m in expected if m)
-    else:
-        text = "; ".join(reasons) or " ".join(message.split())
-    if given is not None:
-        text += f" (got {given})"
-    if text.startswith("unrecognized arguments"):
-        text += "; python -m gan_lightning fit --help lists the options"
-    return f"{'.'.join(keys)}: {text}" if keys else text
-
-
 class RunConfig(SaveConfigCallback):
     """Writes the resolved ``config.yaml`` into the run directory and gives the whole config to W&B, nested as in
     the YAML (the only config the W&B run holds: ``WandbLogger.log_hyperparams`` adds nothing)."""
@@ -263,96 +137,6 @@ class RunConfig(SaveConfigCallback):
             if isinstance(logger, lightning_loggers.WandbLogger):
                 config = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
                 logger.experiment.config.update(redact_dict(config), allow_val_change=True)
-
-
-class WandbLogger(lightning_loggers.WandbLogger):
-    """Lightning's WandbLogger as a CLI run uses it: the run config is the resolved config that ``RunConfig``
-    gives it, once, not the module's hyperparameters flattened beside it."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Lightning always passes wandb.init an `anonymous` setting, which W&B ignores and warns about.
-        self._wandb_init.pop("anonymous", None)
-
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """Nothing: the resolved config reaches W&B through ``RunConfig``."""
-
-
-class MetricsCSV(Logger):
-    """Every logged value in ``<run_dir>/metrics.csv``, in Lightning's CSVLogger format: a ``step`` column (the
-    step Lightning logs the values at) and one column per key, sorted, empty on rows that do not log the key;
-    rows are written as they are logged. A run continued in its own run directory (``--ckpt_path`` with the same
-    ``--run_dir``) keeps the earlier rows below the step it continues from."""
-
-    def __init__(self, run_dir: str) -> None:  # The run directory; the file is <run_dir>/metrics.csv.
-        super().__init__()
-        self.run_dir = str(run_dir)
-        self.path = os.path.join(self.run_dir, "metrics.csv")
-        self.keys: list[str] = []
-        self._started = False
-
-    @property
-    def name(self) -> str:
-        return ""
-
-    @property
-    def version(self) -> str:
-        return ""
-
-    @property
-    def save_dir(self) -> str:
-        return self.run_dir
-
-    @property
-    def log_dir(self) -> str:
-        return self.run_dir
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """Nothing: ``config.yaml`` beside the file holds the resolved config."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
-        row: dict[str, Any] = {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
-        row["step"] = int(step) if step is not None else 0
-        rows: list[dict[str, Any]] = []
-        if not self._started:
-            self._started = True
-            if os.path.isfile(self.path):  # continued run: keep what was logged before this step
-                with open(self.path, newline="") as f:
-                    rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) < row["step"]]
-                self.keys = sorted(set().union(*rows)) if rows else []
-            self._write(rows, rewrite=True)
-        if set(row) - set(self.keys):
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
-            self.keys = sorted(set(self.keys) | set(row))
-            self._write(rows + [row], rewrite=True)
-        else:
-            self._write([row], rewrite=False)
-
-    def _write(self, rows: list[dict[str, Any]], rewrite: bool) -> None:
-        os.makedirs(self.run_dir, exist_ok=True)
-        if rewrite:
-            tmp = self.path + ".tmp"
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=self.keys)
-                if self.keys:
-                    writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.path)
-        else:
-            with open(self.path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=self.keys).writerows(rows)
-
-
-def writes_metrics_csv(logger: Any, run_dir: str) -> bool:
-    """Whether ``logger`` already writes ``<run_dir>/metrics.csv``."""
-    if isinstance(logger, MetricsCSV):
-        return os.path.abspath(logger.run_dir) == os.path.abspath(run_dir)
-    if isinstance(logger, lightning_loggers.CSVLogger):
-        return os.path.abspath(logger.log_dir) == os.path.abspath(run_dir)
-    return False
 
 
 class GANCLI(LightningCLI):
@@ -512,43 +296,6 @@ class GANCLI(LightningCLI):
         return loggers
 
 
-@dataclass(frozen=True)
-class Command:
-    """One command of ``python -m gan_lightning``: ``target`` is ``"module:function"``, a function taking the
-    command's arguments and returning the exit code."""
-
-    target: str
-    help: str  # One line, shown by --help.
-
-    def run(self, argv: Sequence[str]) -> int:
-        module, function = self.target.split(":")
-        return getattr(importlib.import_module(module), function)(list(argv))
-
-
-COMMANDS: dict[str, Command] = {
-    "fit": Command("gan_lightning.commands.fit:fit_main",
-                   "train a GAN (LightningCLI): --config experiments/<name>.yaml [--key=value ...]"),
-    "sample": Command("gan_lightning.commands.sample_evaluate:sample_main",
-                      "draw samples from a checkpoint into an .npz (and a PNG grid)"),
-    "evaluate": Command("gan_lightning.commands.sample_evaluate:evaluate_main",
-                        "metrics (FID, KID, accuracy, ...) of a checkpoint or of an .npz of samples, as JSON"),
-    "classifier": Command("gan_lightning.commands.classifier:classifier_main",
-                          "train (once, then cached) the domain classifier the image metrics use"),
-    "sweep": Command("gan_lightning.commands.sweep:main",
-                     "run an experiment over a grid of overrides and several seeds, offline, one run directory each"),
-    "report": Command("gan_lightning.commands.report:main",
-                      "compare runs from their run directories: tables of final metrics and config, seed groups, curves"),
-}
-
-
-def usage() -> str:
-    """The command table, as ``--help`` prints it."""
-    width = max(map(len, COMMANDS))
-    rows = "\n".join(f"  {name:<{width}}  {command.help}" for name, command in COMMANDS.items())
-    return (f"usage: python -m gan_lightning COMMAND [options]\n\ncommands:\n{rows}\n\n"
-            "python -m gan_lightning COMMAND --help lists a command's options.")
-
-
 def fit_main(argv: Sequence[str]) -> int:
     """``python -m gan_lightning fit ...``: LightningCLI's fit."""
     argv = list(argv)
@@ -557,23 +304,6 @@ def fit_main(argv: Sequence[str]) -> int:
         cli = GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
     except ArgumentError as err:
         raise UserError(one_line(str(err))) from None
-    from gan_lightning.runtime.checkpointing import PREEMPTED_EXIT_CODE, was_preempted
-
     # Stopped by a signal after checkpointing (a Preemption callback): the run did not finish.
     return PREEMPTED_EXIT_CODE if was_preempted(cli.trainer) else 0
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(usage(), file=sys.stdout if args else sys.stderr)
-        return 0 if args else 2
-    name, rest = args[0], args[1:]
-    if name not in COMMANDS:
-        print(f"error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
-    try:
-        return COMMANDS[name].run(rest)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2

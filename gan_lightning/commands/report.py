@@ -35,7 +35,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import yaml
 
-from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.commands.parsing import OneLineParser
+from gan_lightning.errors import DataNotFound
 
 RUN_FILES = ("config.yaml", "metrics.json", "metrics.csv")
 # Config keys that name or place a run rather than configure it.
@@ -45,13 +46,6 @@ IMAGE_CURVES = ("val/fid",)
 TOY_CURVES = ("val/modes", "val/high_quality")
 TRAIN_CURVES = ("train/d_real", "train/d_fake", "train/d_loss", "train/g_loss")
 SECONDS, KIMG = "progress/seconds", "progress/kimg"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as a one-line ``UserError`` instead of exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
 
 
 @dataclass
@@ -414,7 +408,7 @@ def default_name(sources: Sequence[str], runs_root: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m gan_lightning report", allow_abbrev=False,
+    parser = OneLineParser(prog="python -m gan_lightning report", allow_abbrev=False,
                      description="Tables and curves comparing runs, from the files in their run directories.")
     parser.add_argument("sources", nargs="+",
                         help="Experiment names (runs/<name>/), sweep folders, folders of runs or run directories.")
@@ -520,6 +514,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":  # python -m gan_lightning.commands.report: the same as python -m gan_lightning report
-    from gan_lightning.commands.fit import main as cli_main
+    from gan_lightning.commands import main as cli_main
 
     sys.exit(cli_main(["report", *sys.argv[1:]]))

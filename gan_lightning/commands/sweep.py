@@ -34,19 +34,14 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from gan_lightning.commands.parsing import OneLineParser
 from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.runtime.files import atomic_write
 
 ENV_VAR = "GAN_LIGHTNING_SWEEP"
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
 # Options the sweep sets on every run itself.
 RESERVED = ("seed_everything", "run_dir", "config")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument as a one-line ``UserError`` instead of exiting."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
 
 
 @dataclass
@@ -200,7 +195,7 @@ def read_sweep_file(path: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m gan_lightning sweep", allow_abbrev=False,
         description="Run an experiment over a grid of overrides and seeds, offline; unknown arguments "
                     "(e.g. --trainer.max_steps=100 --wandb=disabled) go to every run.")
@@ -294,9 +289,8 @@ def _last_line(path: str) -> str:
 
 def _write_json(path: str, data: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def _previous(sweep_dir: str) -> dict[str, dict[str, Any]]:
@@ -416,6 +410,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":  # python -m gan_lightning.commands.sweep: the same as python -m gan_lightning sweep
-    from gan_lightning.commands.fit import main as cli_main
+    from gan_lightning.commands import main as cli_main
 
     sys.exit(cli_main(["sweep", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""Callbacks: sample grids to disk and W&B, image metrics (FID, ...), toy mode coverage, a divergence guard.
+"""Callbacks: sample grids to disk and W&B, image metrics (FID, ...), toy mode coverage.
 
 Cadences count generator iterations (``trainer.global_step``). Sampling uses the EMA generator when
 the model has one, with fixed noise, so successive grids show the same latent points.
@@ -16,9 +16,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from gan_lightning.runtime.checkpointing import was_preempted
 from gan_lightning.errors import UserError
-from gan_lightning.runtime.resume import DivergenceError
+from gan_lightning.runtime.checkpointing import was_preempted
+from gan_lightning.runtime.files import atomic_write
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
 from gan_lightning.metrics.image import check_metrics, compute, data_key, generated_features, real_uint8, reference_features
 from gan_lightning.metrics.toy import mode_coverage
@@ -162,9 +162,8 @@ def write_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         with open(path) as f:
             current = json.load(f)
     current.update({"step": trainer.global_step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}})
-    with open(path + ".tmp", "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(current, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 class ImageMetrics(pl.Callback):
@@ -238,20 +237,3 @@ class ImageMetrics(pl.Callback):
             return
         write_metrics(trainer, self.evaluate(trainer, pl_module))
 
-
-class DivergenceGuard(pl.Callback):
-    """Stops training with a one-line message when a logged loss turns NaN or infinite. It looks only when
-    Lightning logs (``log_every_n_steps``), where the values reach the host anyway; the checkpoints already on
-    disk are kept, and none is written from the diverged weights."""
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
-        every = trainer.log_every_n_steps
-        if every <= 0 or trainer.global_step % every:
-            return
-        for name in ("train/d_loss", "train/g_loss"):
-            value = trainer.callback_metrics.get(name)
-            if value is not None and not math.isfinite(float(value)):
-                raise DivergenceError(
-                    f"training diverged at step {trainer.global_step}: {name} = {float(value)}; lower the learning "
-                    "rates or add a regularizer (R1, GradientPenalty); checkpoints written before are kept"
-                )

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -29,6 +28,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from gan_lightning.runtime.cache import cache_root
+from gan_lightning.runtime.files import atomic_write
 from gan_lightning.errors import UserError
 from gan_lightning.sampling.pixels import to_uint8
 from gan_lightning.sampling.draw import draw_indices
@@ -272,9 +272,8 @@ def reference_features(images_fn: Callable[[], tuple[Tensor, Tensor]], extractor
     rank, _ = _world()
     if rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"features": feats, "logits": logits, "labels": labels, "key": key}, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            torch.save({"features": feats, "logits": logits, "labels": labels, "key": key}, f)
     return FeatureSet(feats, logits, labels), False
 
 

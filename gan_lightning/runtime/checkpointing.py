@@ -15,7 +15,6 @@ import shlex
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Optional, Union
@@ -27,6 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_warn
 
 from gan_lightning.errors import UserError
+from gan_lightning.runtime.files import atomic_write
 
 PREEMPTED_EXIT_CODE = 128 + int(signal.SIGTERM)  # 143, as for a process ended by SIGTERM: the run did not finish.
 PREEMPTED_METRIC = "preemption/signal"  # trainer.callback_metrics entry: the signal number, after a preemption.
@@ -36,9 +36,9 @@ _Handler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to ``.<name>.<random>.tmp`` next to the target, flush, fsync, ``os.replace`` onto the
-    target, fsync the folder. A failed write removes the temporary file and re-raises; a process killed during
-    the write leaves the target as it was (and the temporary file, which may be deleted). Remote paths
-    (``s3://...``) go through Lightning's own transactional save."""
+    target, fsync the folder (``gan_lightning.runtime.files.atomic_write``). A failed write removes the temporary
+    file and re-raises; a process killed during the write leaves the target as it was (and the temporary file,
+    which may be deleted). Remote paths (``s3://...``) go through Lightning's own transactional save."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None or "://" in str(path):
@@ -46,35 +46,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-        try:
-            # "xb": a new file with the usual permissions (umask), never an existing one.
-            with open(tmp, "xb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
-            raise
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Makes a rename in ``folder`` durable (where the platform and file system allow it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        with atomic_write(path, "wb") as f:
+            torch.save(checkpoint, f)
 
 
 def checkpoint_dir(trainer: pl.Trainer) -> str:

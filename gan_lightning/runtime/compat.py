@@ -15,6 +15,8 @@ What is used, and for what:
 - ``lightning.pytorch.strategies.ddp.DDPStrategy._setup_model``: G and D each wrapped in
   ``DistributedDataParallel`` exactly as Lightning wraps a module (``wrap_ddp``);
 - ``LightningModule._trainer``: the attached trainer or None (``attached_trainer``; the public property raises);
+- ``WandbLogger._wandb_init``: the keyword arguments Lightning's W&B logger passes to ``wandb.init``, to drop
+  one that W&B only warns about (``drop_wandb_init_setting``);
 - ``torch._foreach_copy_``, ``torch._foreach_lerp_``: the EMA update as multi-tensor operations
   (``foreach_copy_``, ``foreach_lerp_``).
 
@@ -172,3 +174,8 @@ def foreach_copy_(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> N
 def foreach_lerp_(targets: list[torch.Tensor], ends: list[torch.Tensor], weight: float) -> None:
     """``t.lerp_(e, weight)`` for every pair, as one multi-tensor operation."""
     torch._foreach_lerp_(targets, ends, weight)
+
+
+def drop_wandb_init_setting(logger: Any, name: str) -> None:
+    """Remove ``name`` from what Lightning's ``WandbLogger`` will pass to ``wandb.init``."""
+    logger._wandb_init.pop(name, None)

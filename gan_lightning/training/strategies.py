@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
-from gan_lightning.runtime.compat import sync_module_states, wrap_ddp
 from gan_lightning.errors import UserError
+from gan_lightning.runtime.compat import sync_module_states, wrap_ddp
+from gan_lightning.runtime.console import quiet_console
 
 _WRAPPERS = ("_g_wrapped", "_d_wrapped")
 
@@ -50,8 +51,6 @@ class GANDDPStrategy(DDPStrategy):
             sync_module_states(module.generator_ema)
 
     def setup(self, trainer: pl.Trainer) -> None:
-        from gan_lightning.commands.fit import quiet_console
-
         quiet_console()  # processes started by spawn/fork do not inherit the CLI's warning filters
         super().setup(trainer)
         # The weights are synchronised by now. Give each process its own random stream, so that W processes

@@ -10,13 +10,17 @@ writes ``~/.cache/gan_lightning/classifiers/MNIST.pt`` (``$GAN_LIGHTNING_CACHE/c
 variable is set), which ``get_classifier("MNIST", root)`` then loads instead of training again.
 
 - ``network``: ``DomainClassifier`` and ``predict``;
-- ``training``: the data sets it knows (``DATASETS``, ``load_split``), augmentation and ``train_classifier``;
-- ``storage``: ``save_classifier`` / ``load_classifier`` and the cache (``classifier_path``, ``get_classifier``);
+- ``datasets``: the data sets it knows (``DATASETS``, ``check_dataset``) and their real splits (``load_split``);
+- ``storage``: ``save_classifier`` / ``load_classifier`` and where the cache keeps them (``classifier_path``);
+- ``training``: augmentation, ``train_classifier`` and the cache's ``get_classifier`` (trains on a miss).
+
+Each imports only those above it.
 """
 
+from gan_lightning.metrics.classifier.datasets import DATASETS, as_root_flag, check_dataset, load_split
 from gan_lightning.metrics.classifier.network import DomainClassifier, predict
-from gan_lightning.metrics.classifier.storage import classifier_path, get_classifier, load_classifier, save_classifier
-from gan_lightning.metrics.classifier.training import DATASETS, as_root_flag, check_dataset, load_split, train_classifier
+from gan_lightning.metrics.classifier.storage import classifier_path, load_classifier, save_classifier
+from gan_lightning.metrics.classifier.training import get_classifier, train_classifier
 
 __all__ = [
     "DATASETS",

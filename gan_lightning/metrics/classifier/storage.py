@@ -1,22 +1,21 @@
-"""Saving and loading domain classifiers, and the cache that holds one per data set.
-
-``get_classifier("MNIST", root)`` loads ``<cache>/classifiers/MNIST.pt`` (``<cache>`` is
-``gan_lightning.runtime.cache.cache_root()``), training the classifier and writing that file the first time only.
+"""Saving and loading domain classifiers, and where the cache keeps one per data set:
+``<cache>/classifiers/<name>.pt`` (``<cache>`` is ``gan_lightning.runtime.cache.cache_root()``), which
+``get_classifier`` (``training``) fills the first time a data set's classifier is asked for.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gan_lightning.runtime.cache import cache_root
-from gan_lightning.metrics.classifier import training
-from gan_lightning.metrics.classifier.network import DomainClassifier
 from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.metrics.classifier.datasets import check_dataset
+from gan_lightning.metrics.classifier.network import DomainClassifier
+from gan_lightning.runtime.cache import cache_root
+from gan_lightning.runtime.files import atomic_write
 
 FORMAT = 1  # Bumped when the checkpoint layout changes; an older file is reported, never half-loaded.
 
@@ -26,10 +25,9 @@ def save_classifier(model: DomainClassifier, path: str | os.PathLike, meta: dict
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    # A per-process temporary name: two processes filling the same cache never write into one file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, "init_args": model.init_args(), "state_dict": state, **meta}, tmp)
-    os.replace(tmp, path)
+    # A new temporary name per write: two processes filling the same cache never write into one file.
+    with atomic_write(path, "wb") as f:
+        torch.save({"format": FORMAT, "init_args": model.init_args(), "state_dict": state, **meta}, f)
 
 
 def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[DomainClassifier, dict[str, Any]]:
@@ -57,21 +55,7 @@ def load_classifier(path: str | os.PathLike, device: str = "cpu") -> tuple[Domai
 def classifier_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the cached classifier of data set ``name`` lives: ``<cache>/classifiers/<name>.pt``, or
     ``<cache_dir>/<name>.pt`` when ``cache_dir`` is given."""
-    training.check_dataset(name)
+    check_dataset(name)
     base = Path(cache_dir) if cache_dir is not None else cache_root() / "classifiers"
     return base / f"{name}.pt"
 
-
-def get_classifier(name: str, root: str = "data", cache_dir: str | os.PathLike | None = None,
-                   device: str = "cpu", **train_kwargs: Any) -> tuple[DomainClassifier, dict[str, Any]]:
-    """The cached classifier of ``name``, training it (and filling the cache) the first time only.
-
-    ``train_kwargs`` go to ``train_classifier`` and matter only when it trains; a cached file is used whatever
-    settings wrote it (its metadata says which).
-    """
-    path = classifier_path(name, cache_dir)
-    if path.is_file():
-        return load_classifier(path, device)
-    print(f"no cached {name} classifier at {path}; training one (once)", file=sys.stderr, flush=True)
-    model, meta = training.train_classifier(name, root, out=str(path), device=device, **train_kwargs)
-    return model, meta

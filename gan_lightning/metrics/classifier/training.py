@@ -1,8 +1,10 @@
-"""Training the domain classifier: the real data it learns from, its augmentation and its training loop."""
+"""Training the domain classifier: its augmentation and training loop (``train_classifier``, which writes the
+checkpoint), and ``get_classifier``, the cached classifier of a data set, trained the first time only."""
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from typing import Any, Optional
@@ -11,59 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gan_lightning.errors import UserError
+from gan_lightning.metrics.classifier.datasets import check_dataset, load_split
 from gan_lightning.metrics.classifier.network import DomainClassifier, device_of, predict
-from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.metrics.classifier.storage import classifier_path, load_classifier, save_classifier
 from gan_lightning.sampling.pixels import to_float
 
-# Data sets the classifier knows, with their native (channels, image_size): it is trained at the data's own
-# resolution so that generated images of a model trained on that data need no resizing.
-DATASETS: dict[str, tuple[int, int]] = {
-    "MNIST": (1, 28),
-    "FashionMNIST": (1, 28),
-    "CIFAR10": (3, 32),
-    "mnist5k": (1, 28),  # The embedded 5,000-digit subset; no test split, so a fixed 1,000 are held out.
-}
-MNIST5K_HELD_OUT = 1000
 # Default passes over the training split: about 700 steps of 256 on the 60,000-image sets (~99% on MNIST),
 # more passes on the 4,000 training digits of mnist5k so that it, too, gets a few hundred steps.
 DEFAULT_EPOCHS: dict[str, int] = {"MNIST": 3, "FashionMNIST": 3, "CIFAR10": 3, "mnist5k": 20}
-
-
-# --------------------------------------------------------------------------------------------------- data
-
-
-def check_dataset(name: str, field: str = "data set") -> tuple[int, int]:
-    """``(channels, image_size)`` of a known data set; a UserError naming ``field`` otherwise."""
-    if name not in DATASETS:
-        raise UserError(f"{field}: unknown data set {name!r}; choose one of {sorted(DATASETS)}")
-    return DATASETS[name]
-
-
-def load_split(name: str, root: str, split: str) -> tuple[Tensor, Tensor]:
-    """The real images of one split as uint8 ``(N, C, H, W)`` and int64 labels ``(N,)``, held in memory.
-
-    ``mnist5k`` has no test split: a fixed, seed-independent 1,000 of its 5,000 images form ``test`` and the
-    other 4,000 ``train``.
-    """
-    channels, size = check_dataset(name)
-    if name == "mnist5k":
-        from gan_lightning.data.images import embedded_mnist
-
-        images, labels = embedded_mnist()
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(12345))
-        keep = order[:MNIST5K_HELD_OUT] if split == "test" else order[MNIST5K_HELD_OUT:]
-        return images[keep], labels[keep]
-    from gan_lightning.data.images import TorchvisionImages
-
-    dm = TorchvisionImages(name=name, root=root, split=split, image_size=size, channels=channels)
-    dm.setup("fit")
-    return dm.train_set.data, dm.train_set.labels
-
-
-def as_root_flag(err: DataNotFound) -> DataNotFound:
-    """The data module's missing-files error, reworded for a command whose flag is ``--root`` (no download)."""
-    msg = str(err).replace(", or set data.download: true with internet", "").replace("data.root", "--root")
-    return DataNotFound(msg)
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -111,9 +69,6 @@ def train_classifier(
     Returns the classifier (eval mode) and the checkpoint's metadata: ``test_accuracy`` (fraction in [0, 1]),
     ``train_seconds``, ``steps`` and the rest written to ``out``.
     """
-    # The storage module's cache trains through this function, so it is imported here, when first needed.
-    from gan_lightning.metrics.classifier.storage import classifier_path, save_classifier
-
     channels, size = check_dataset(name)
     epochs = DEFAULT_EPOCHS[name] if epochs is None else epochs
     if augment not in ("shift", "none"):
@@ -181,3 +136,22 @@ def _fit(model: DomainClassifier, x_train: Tensor, y_train: Tensor, epochs: int,
                 print(f"  step {step}/{total}  loss {loss.item():.4f}", file=sys.stderr, flush=True)
     model.eval()
     return step
+
+
+# -------------------------------------------------------------------------------------------------- cache
+
+
+def get_classifier(name: str, root: str = "data", cache_dir: str | os.PathLike | None = None,
+                   device: str = "cpu", **train_kwargs: Any) -> tuple[DomainClassifier, dict[str, Any]]:
+    """The cached classifier of ``name`` (``classifier_path(name, cache_dir)``), training it (and filling the
+    cache) the first time only.
+
+    ``train_kwargs`` go to ``train_classifier`` and matter only when it trains; a cached file is used whatever
+    settings wrote it (its metadata says which).
+    """
+    path = classifier_path(name, cache_dir)
+    if path.is_file():
+        return load_classifier(path, device)
+    print(f"no cached {name} classifier at {path}; training one (once)", file=sys.stderr, flush=True)
+    model, meta = train_classifier(name, root, out=str(path), device=device, **train_kwargs)
+    return model, meta

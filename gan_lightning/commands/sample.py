@@ -1,60 +1,24 @@
-"""``sample`` (and the checkpoint loading the other commands share)."""
+"""``python -m gan_lightning sample``: samples of a checkpoint into an .npz, a folder of PNGs and/or a grid;
+optionally truncated (``--truncation``) or along interpolation paths (``--interpolate``). Every output is checked
+before the checkpoint is read and written atomically (``gan_lightning.runtime.files``)."""
 
 from __future__ import annotations
 
-import functools
 import os
-import pickle
 import re
-import shutil
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
 from jsonargparse import ArgumentParser
 
-from gan_lightning.runtime.compat import CLASS_PATH_KEY, INSTANTIATOR_KEY
+from gan_lightning.commands.checkpoints import load_gan, real_from_checkpoint
 from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.sampling.pixels import to_float
+from gan_lightning.runtime.files import atomic_path, atomic_write, replace_folder
 from gan_lightning.sampling.draw import (check_truncation, draw, draw_from, interpolation_noise, save_grid,
-                                    save_scatter, to_uint8)
+                                         save_scatter, to_uint8)
+from gan_lightning.sampling.pixels import to_float
 from gan_lightning.training.system import GAN
-
-
-def read_checkpoint(ckpt_path: str, trust: bool = False) -> dict:
-    """A checkpoint's contents, read without executing pickled code: ``torch.load(weights_only=True)`` allows
-    tensors, containers and plain values only (what ``fit`` writes). A file that needs more is refused with a
-    line saying how to trust it explicitly (``trust=True``: a full unpickle, for files from a trusted source)."""
-    if not os.path.isfile(ckpt_path):
-        raise DataNotFound(f"--ckpt_path: no checkpoint at {ckpt_path!r}; fit writes runs/<experiment>/<run>/checkpoints/last.ckpt")
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"GLOBAL (\S+)", str(err))
-        what = f" ({found.group(1)})" if found else ""
-        if not trust and found:
-            raise UserError(f"--ckpt_path: {ckpt_path!r} holds a pickled object{what} beyond tensors and plain values, "
-                            "and loading it could run code from the file; if you trust its source, add "
-                            "--trust_checkpoint") from None
-        raise UserError(f"--ckpt_path: {ckpt_path!r} is not a readable PyTorch checkpoint (UnpicklingError)") from None
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"--ckpt_path: {ckpt_path!r} is not a readable PyTorch checkpoint ({type(err).__name__})") from None
-    if not isinstance(ckpt, dict):
-        raise UserError(f"--ckpt_path: {ckpt_path!r} is not a checkpoint written by `python -m gan_lightning fit`")
-    return ckpt
-
-
-def load_gan(ckpt_path: str, device: str = "cpu", trust: bool = False) -> GAN:
-    """A trained GAN from a checkpoint written by ``fit``, in eval mode (read as ``read_checkpoint`` does)."""
-    ckpt = read_checkpoint(ckpt_path, trust)
-    hparams = ckpt.get("hyper_parameters", {})
-    if INSTANTIATOR_KEY not in hparams or "generator" not in hparams:
-        raise UserError(
-            f"--ckpt_path: {ckpt_path!r} was not written by `python -m gan_lightning fit`; load it in Python with "
-            "GAN.load_from_checkpoint(path, generator=..., discriminator=...)"
-        )
-    model = GAN.load_from_checkpoint(ckpt_path, map_location=device, weights_only=not trust)
-    return model.eval()
 
 
 def load_condition_images(path: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -72,16 +36,6 @@ def load_condition_images(path: str, shape: tuple[int, ...]) -> torch.Tensor:
             f"got {images.dtype} {tuple(images.shape)}"
         )
     return to_float(images)
-
-
-def real_from_checkpoint(ckpt_path: str, seed: int = 0, trust: bool = False):
-    """``real(n)``: ``n`` training samples of the data a checkpoint was trained on (a seeded subset, cycled)."""
-
-    def real(n: int) -> torch.Tensor:
-        x, _ = data_from_checkpoint(ckpt_path, trust).real_samples(n, seed=seed)
-        return x[torch.arange(n) % len(x)]
-
-    return real
 
 
 PNG_NAME = re.compile(r"\d{6,}\.png")  # the files an export writes, beside labels.csv
@@ -131,15 +85,10 @@ def _check_png_dir(folder: str) -> None:
 
 
 def _write_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
-    """``np.savez`` to a temporary file, then renamed over ``path``: a reader never sees a partial file."""
+    """``np.savez`` written atomically: a reader never sees a partial file."""
     _make_parent(path, "--out")
-    tmp = path[:-4] + f".tmp-{os.getpid()}.npz"
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _labels_table(arrays: dict[str, np.ndarray]) -> Optional[tuple[list[str], list[list[str]]]]:
@@ -161,45 +110,23 @@ def _write_png_dir(folder: str, images: torch.Tensor, conditions: dict[str, np.n
 
     folder = os.path.abspath(folder)
     _make_parent(folder, "--png_dir")
-    parent, name = os.path.split(folder)
-    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
-    old = os.path.join(parent, f".{name}.old-{os.getpid()}")
-    os.mkdir(tmp)
-    try:
-        files = save_pngs(images, tmp)
+    with replace_folder(folder) as tmp:
+        files = save_pngs(images, str(tmp))
         table = _labels_table(conditions)
         if table is not None:
             header, rows = table
-            with open(os.path.join(tmp, "labels.csv"), "w") as f:
+            with open(tmp / "labels.csv", "w") as f:
                 f.write(",".join(["file", *header]) + "\n")
                 f.writelines(",".join([file, *row]) + "\n" for file, row in zip(files, rows))
         if os.path.isdir(folder):
             _check_png_dir(folder)  # again, just before an earlier export is replaced
-            os.rename(folder, old)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                os.rename(old, folder)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.rename(tmp, folder)
-    finally:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp)
 
 
-def _write_atomically(path: str, write) -> None:
-    """``write(tmp)`` to a temporary file with the same suffix, then renamed over ``path``."""
+def _write_grid(path: str, write) -> None:
+    """``write(tmp)`` to a temporary file with the same suffix, which then replaces ``path``."""
     _make_parent(path, "--grid")
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp-{os.getpid()}{ext}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def _check_device(device: str) -> None:
@@ -332,7 +259,7 @@ def sample_main(argv: Sequence[str]) -> int:
         written.append(f"{args.png_dir}/ (000000.png ...)")
     if args.grid:
         if not generator.is_image:
-            _write_atomically(args.grid, lambda path: save_scatter(samples, path))
+            _write_grid(args.grid, lambda path: save_scatter(samples, path))
         else:
             if args.interpolate:
                 grid, nrow = samples[: args.grid_rows * args.interpolate], args.interpolate
@@ -340,130 +267,10 @@ def sample_main(argv: Sequence[str]) -> int:
                 draw_fn = lambda n, c: draw(model, n, seed=args.seed, labels=c, batch_size=args.batch_size,  # noqa: E731
                                             ema=ema, truncation=args.truncation)
                 grid, nrow = _grid_images(model, args, draw_fn, images, real)
-            _write_atomically(args.grid, lambda path: save_grid(grid, path, nrow=nrow))
+            _write_grid(args.grid, lambda path: save_grid(grid, path, nrow=nrow))
         written.append(args.grid)
     what = f"{args.num} rows of {args.interpolate} interpolated samples" if args.interpolate else f"{args.num} samples"
     print(f"wrote {what} to {' and '.join(written)}")
     return 0
 
 
-def data_from_checkpoint(ckpt_path: str, trust: bool = False):
-    """The data module a checkpoint was trained on, rebuilt from the config the CLI saved in it."""
-    import importlib
-
-    from gan_lightning.data.base import GANDataModule
-
-    ckpt = read_checkpoint(ckpt_path, trust)
-    hp = dict(ckpt.get("datamodule_hyper_parameters") or {})
-    class_path = hp.pop(CLASS_PATH_KEY, None)
-    hp.pop(INSTANTIATOR_KEY, None)
-    if not class_path:
-        raise UserError(f"--ckpt_path: {ckpt_path!r} holds no data config; give the reference data with --data")
-    module, name = class_path.rsplit(".", 1)
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, GANDataModule)):
-        raise UserError(f"--ckpt_path: the data class {class_path!r} in the checkpoint is not a GANDataModule")
-    return cls(**hp)
-
-
-def _evaluate_worker(args, datamodule, extractor, out: dict) -> dict:
-    from gan_lightning.metrics.image import FeatureSet, compute, data_key, generated_features, extract
-    from gan_lightning.metrics.image import real_uint8, reference_features
-
-    device = args.device_for_rank
-    extractor.prepare(device)
-    key = {"dataset": data_key(datamodule), "split": "train", "extractor": extractor.name,
-           "count": args.num_reference, "seed": args.reference_seed}
-    ref, cached = reference_features(lambda: real_uint8(datamodule, args.num_reference, args.reference_seed),
-                                     extractor, key, args.cache_dir)
-    if args.samples:
-        with np.load(args.samples) as f:
-            if "samples" not in f:
-                raise UserError(f"--samples: {args.samples!r} has no 'samples' array (write it with `sample`)")
-            images = torch.from_numpy(f["samples"])
-            labels = torch.from_numpy(f["labels"]).long() if "labels" in f else None
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise UserError(f"--samples: expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
-        feats, logits = extract(extractor, images)
-        gen = FeatureSet(feats, logits, labels)
-        names = args.metrics or (["fid", "kid", "accuracy", "intra_fid"] if labels is not None else ["fid", "kid"])
-    else:
-        model = load_gan(args.ckpt_path, device, args.trust_checkpoint)
-        gen = generated_features(model, extractor, args.num, args.seed, args.batch_size)
-        names = args.metrics or (["fid", "kid", "accuracy", "intra_fid"] if model.conditioning.class_count > 0
-                                 else ["fid", "kid", "class_histogram"])
-    out.update(compute(names, gen, ref))
-    return out
-
-
-def _evaluate_rank(args, datamodule, extractor, base: dict, fabric) -> dict:
-    args.device_for_rank = fabric.device
-    return _evaluate_worker(args, datamodule, extractor, dict(base))
-
-
-def evaluate_main(argv: Sequence[str]) -> int:
-    """``python -m gan_lightning evaluate``: metrics of a checkpoint or a samples file, as JSON."""
-    import json
-
-    from gan_lightning.data.base import GANDataModule
-    from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
-    from gan_lightning.metrics.image import check_metrics
-
-    parser = ArgumentParser(prog="python -m gan_lightning evaluate",
-                            description="Metrics of a checkpoint or a samples file, as JSON.")
-    parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Checkpoint written by fit.")
-    parser.add_argument("--samples", type=Optional[str], default=None, help="Or: an .npz written by `sample`.")
-    parser.add_subclass_arguments(GANDataModule, "data", required=False,
-                                  help="Reference data (default: the data the checkpoint was trained on).")
-    parser.add_subclass_arguments(FeatureExtractor, "extractor", required=False,
-                                  help="Feature extractor (default: DomainFeatures of the embedded MNIST subset).")
-    parser.add_argument("--metrics", type=Optional[list[str]], default=None, help="Default: by model kind.")
-    parser.add_argument("--num", type=int, default=10000, help="Generated samples (checkpoints only).")
-    parser.add_argument("--num_reference", type=int, default=10000, help="Real images in the reference set.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the samples' noise.")
-    parser.add_argument("--reference_seed", type=int, default=0, help="Seed of the reference subset.")
-    parser.add_argument("--batch_size", type=int, default=500)
-    parser.add_argument("--devices", type=int, default=1, help="Processes to split the sampling over.")
-    parser.add_argument("--accelerator", type=str, default="cpu", help="cpu | cuda | auto")
-    parser.add_argument("--cache_dir", type=Optional[str], default=None, help="Reference cache folder.")
-    parser.add_argument("--out", type=Optional[str], default=None, help="JSON file (default: print only).")
-    parser.add_argument("--trust_checkpoint", type=bool, default=False,
-                        help="Unpickle everything in the checkpoint (only for files from a trusted source).")
-    args = parser.parse_args(list(argv))
-    if bool(args.ckpt_path) == bool(args.samples):
-        raise UserError("evaluate: give exactly one of --ckpt_path and --samples")
-    if args.samples and not os.path.isfile(args.samples):
-        raise DataNotFound(f"--samples: no file at {args.samples!r}")
-    if args.ckpt_path and not os.path.isfile(args.ckpt_path):
-        raise DataNotFound(f"--ckpt_path: no checkpoint at {args.ckpt_path!r}")
-    if args.metrics:
-        check_metrics(args.metrics, "--metrics")
-    if args.num < 2 or args.num_reference < 2 or args.devices < 1:
-        raise UserError("evaluate: --num and --num_reference must be >= 2 and --devices >= 1")
-    init = parser.instantiate_classes(args)
-    if init.data is not None:
-        datamodule = init.data
-    elif args.ckpt_path:
-        datamodule = data_from_checkpoint(args.ckpt_path, args.trust_checkpoint)
-    else:
-        raise UserError("--data: a samples file needs its reference data, e.g. --data gan_lightning.data.EmbeddedMNIST")
-    extractor = init.extractor if init.extractor is not None else DomainFeatures()
-    extractor.prepare("cpu")  # train or load once here, before any process is started
-    base = {"source": args.ckpt_path or args.samples, "num": args.num, "num_reference": args.num_reference,
-            "extractor": extractor.name, "seed": args.seed, "devices": args.devices}
-    if args.devices == 1 or args.samples:
-        args.device_for_rank = "cuda" if args.accelerator == "cuda" else "cpu"
-        result = _evaluate_worker(args, datamodule, extractor, dict(base))
-    else:
-        from lightning.fabric import Fabric
-
-        fabric = Fabric(accelerator=args.accelerator, devices=args.devices, strategy="ddp_spawn")
-        result = fabric.launch(functools.partial(_evaluate_rank, args, datamodule, extractor, base))
-    text = json.dumps(result, indent=2)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out + ".tmp", "w") as f:
-            f.write(text + "\n")
-        os.replace(args.out + ".tmp", args.out)
-    print(text)
-    return 0
