@@ -163,6 +163,22 @@ def test_ema_generator_follows_its_formula(make_trainer, ema_start):
     assert any(not torch.equal(p, g) for p, g in zip(ema, model.generator.parameters()))
 
 
+def test_ema_generator_takes_the_live_networks_buffers(make_trainer):
+    """The EMA copy averages G's parameters but takes G's buffers as they are (batch-norm running statistics,
+    the batch counter): statistics of an average of weights are not the average of their statistics."""
+    torch.manual_seed(0)
+    g = MLPGenerator(out_shape=[2], latent_dim=2, hidden=[8, 8], norm="batch")
+    d = MLPDiscriminator(in_shape=[2], hidden=[8], maxout_pieces=2)
+    model = GAN(g, d, ema_decay=0.5)
+    assert len(list(g.buffers())) == 6  # running mean, var and batch count of two batch norms
+    initial = [b.clone() for b in model.generator_ema.buffers()]
+    make_trainer(3).fit(model, datamodule=ToyDataModule(num_samples=240, batch_size=BATCH))
+    for ema_buffer, live, before in zip(model.generator_ema.buffers(), model.generator.buffers(), initial):
+        assert torch.equal(ema_buffer, live)
+        assert not torch.equal(live, before)  # they moved during training
+    assert any(not torch.equal(e, p) for e, p in zip(model.generator_ema.parameters(), model.generator.parameters()))
+
+
 def test_linear_decay_schedule():
     from gan_lightning.errors import UserError
     from gan_lightning.training.schedules import LinearDecay
