@@ -6,6 +6,8 @@ Everything a test writes goes under its ``tmp_path``; nothing touches the networ
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,22 +15,57 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
+from fake_data import write_fake_torchvision_data
+
 REPO = Path(__file__).resolve().parents[1]
-# MNIST / FashionMNIST in torchvision's raw layout (<root>/MNIST/raw/...): $GAN_LIGHTNING_DATA, else data/ in the
-# repository. Tests that need them are skipped when they are absent (the embedded subset needs no download).
-DATA_ROOT = Path(os.environ.get("GAN_LIGHTNING_DATA", REPO / "data"))
+
+
+def _real_data_root() -> Path | None:
+    """$GAN_LIGHTNING_DATA, else data/ in the repository, when it holds MNIST in torchvision's raw layout."""
+    root = Path(os.environ.get("GAN_LIGHTNING_DATA", REPO / "data"))
+    return root if (root / "MNIST" / "raw").is_dir() else None
+
+
+# MNIST / FashionMNIST in torchvision's raw layout (<root>/MNIST/raw/...): the real files when $GAN_LIGHTNING_DATA
+# (else data/ in the repository) holds them; otherwise a temporary folder that the session fixture
+# ``torchvision_data`` fills with a few hundred fabricated images per split (tests/fake_data.py), removed at the
+# end of the session. The path is fixed at import so that modules can read it at collection time.
+_REAL_DATA_ROOT = _real_data_root()
+DATA_IS_FABRICATED = _REAL_DATA_ROOT is None
+DATA_ROOT = _REAL_DATA_ROOT or Path(tempfile.mkdtemp(prefix="gan_lightning-test-data-"))
 
 # Two cores shared with other jobs: one intra-op thread keeps runs fast and predictable.
 torch.set_num_threads(1)
 
 
-@pytest.fixture
-def data_root() -> Path:
-    """The torchvision data folder; tests that need it are skipped when it is absent."""
-    if not (DATA_ROOT / "MNIST" / "raw").is_dir():
-        pytest.skip(f"MNIST not found at {DATA_ROOT} (set GAN_LIGHTNING_DATA to a folder with MNIST/FashionMNIST "
-                    "in torchvision's raw layout)")
+def pytest_report_header(config: pytest.Config) -> str:
+    if DATA_IS_FABRICATED:
+        where = os.environ.get("GAN_LIGHTNING_DATA") or REPO / "data"
+        return f"torchvision data: fabricated tiny MNIST/FashionMNIST in {DATA_ROOT} (no MNIST/raw under {where})"
+    return f"torchvision data: {DATA_ROOT}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if DATA_IS_FABRICATED:
+        shutil.rmtree(DATA_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torchvision_data() -> Path:
+    """The folder ``DATA_ROOT``, filled with the fabricated MNIST and FashionMNIST unless it holds real data.
+
+    Autouse, because modules also read ``DATA_ROOT`` directly (test_experiments); writing takes a few
+    milliseconds."""
+    if DATA_IS_FABRICATED and not (DATA_ROOT / "FashionMNIST" / "raw").is_dir():
+        write_fake_torchvision_data(DATA_ROOT)
     return DATA_ROOT
+
+
+@pytest.fixture
+def data_root(torchvision_data: Path) -> Path:
+    """The torchvision data folder: real MNIST / FashionMNIST when available, else the fabricated ones (never
+    skipped)."""
+    return torchvision_data
 
 
 @pytest.fixture

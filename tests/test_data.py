@@ -11,6 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
+import fake_data
+from conftest import DATA_IS_FABRICATED
+from fake_data import raw_files, read_idx
 from gan_lightning.data import EmbeddedMNIST, ImageFolderData, ToyDataModule, TorchvisionImages
 from gan_lightning.errors import UserError
 
@@ -211,12 +214,45 @@ def test_torchvision_unknown_name_names_the_field():
         TorchvisionImages(name="SVHN")
 
 
-@pytest.mark.slow
-def test_torchvision_mnist_from_the_data_folder(data_root):
-    dm = TorchvisionImages(name="MNIST", root=str(data_root), labels="class")
+@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("name", ["MNIST", "FashionMNIST"])
+def test_torchvision_data_from_the_data_folder(data_root, name, split):
+    # The files of the data folder (real, or fabricated by conftest), parsed here without torchvision, are what
+    # the module serves: the same images in the same order, mapped 0..255 -> [-1, 1], with their labels.
+    images_file, labels_file = raw_files(data_root, name, split)
+    if not DATA_IS_FABRICATED and not images_file.is_file():
+        pytest.skip(f"the real data folder {data_root} has no {name}")  # only with a partial real data folder
+    raw_x, raw_y = torch.from_numpy(read_idx(images_file).copy()), torch.from_numpy(read_idx(labels_file).copy())
+    dm = TorchvisionImages(name=name, root=str(data_root), labels="class", split=split)
     x, y = all_samples(dm)
-    assert x.shape == (60_000, 1, 28, 28) and x.dtype == torch.float32
+    assert x.shape == (len(raw_y), 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert torch.equal(dm.train_set.data[:, 0], raw_x) and torch.equal(y, raw_y.long())
+    assert torch.equal(x, raw_x.unsqueeze(1).float() / 127.5 - 1)
     assert x.min() == -1.0 and x.max() == 1.0
     assert dm.num_classes == 10 and sorted(torch.unique(y).tolist()) == list(range(10))
-    # MNIST's training pixel mean is 0.1307 on a 0..1 scale.
-    assert float(((x + 1) / 2).mean()) == pytest.approx(0.1307, abs=2e-3)
+    if DATA_IS_FABRICATED:
+        assert len(y) == {"train": fake_data.TRAIN, "test": fake_data.TEST}[split]
+    else:  # the published sizes and, for MNIST's training split, its pixel mean (0.1307 on a 0..1 scale)
+        assert len(y) == {"train": 60_000, "test": 10_000}[split]
+        if (name, split) == ("MNIST", "train"):
+            assert float(((x + 1) / 2).mean()) == pytest.approx(0.1307, abs=2e-3)
+
+
+def test_torchvision_module_serves_other_sizes_and_channels(data_root):
+    dm = TorchvisionImages(name="FashionMNIST", root=str(data_root), image_size=32, channels=3, labels="none",
+                           batch_size=8)
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and dm.num_classes == 0
+    assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2])
+
+
+def test_the_classifier_learns_from_the_data_folder(data_root, tmp_path):
+    # The images carry their class (the fabricated ones too: see tests/fake_data.py): the domain classifier,
+    # trained for 60 steps through its real data path (the train split, then the t10k test split), classifies
+    # held-out images far above chance (10%).
+    from gan_lightning.metrics.classifier import train_classifier
+
+    _, meta = train_classifier("MNIST", root=str(data_root), out=str(tmp_path / "c.pt"), epochs=50, max_steps=60,
+                               width=8, batch_size=32, verbose=False)
+    assert meta["steps"] == 60 and meta["test_images"] == (fake_data.TEST if DATA_IS_FABRICATED else 10_000)
+    assert meta["test_accuracy"] > (0.9 if DATA_IS_FABRICATED else 0.5)

@@ -126,7 +126,7 @@ class GAN(pl.LightningModule):
         for i, reg in enumerate(regularizers):
             if not isinstance(reg, Regularizer):
                 raise UserError(f"model.regularizers[{i}]: {type(reg).__name__} is not a gan_lightning.objectives.Regularizer")
-            if "_modules" not in vars(reg):
+            if "training" not in vars(reg):  # set by nn.Module.__init__
                 raise UserError(f"model.regularizers[{i}]: {type(reg).__name__}.__init__ must call super().__init__() "
                                 "(regularizers are nn.Modules)")
         check_networks(generator, discriminator)
