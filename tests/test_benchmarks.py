@@ -108,6 +108,7 @@ def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return max(float((x.float() - y.float()).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["toy", "dcgan"])
 def test_hand_written_loops_reach_the_weights_fit_reaches(model):
     """The step-speed reference loop does exactly gan_lightning's math: from the same seed, three steps give the
@@ -168,6 +169,7 @@ def test_gpu_section_is_replaced_and_the_rest_kept():
     assert again.count(GPU_BEGIN) == again.count(GPU_END) == 1
 
 
+@pytest.mark.slow
 def test_precision_throughput_cpu_path_fills_every_cell(capsys):
     import precision_throughput
 
@@ -300,6 +302,7 @@ def _turn_runner(name: str, events: list, running: list):
     return run
 
 
+@pytest.mark.slow
 def test_turns_run_one_variant_at_a_time_in_rotated_rounds():
     from step_speed import Turns
 
@@ -334,6 +337,7 @@ def test_turns_stop_every_variant_when_one_fails():
     assert events == ["a", "a", "c", "c"]
 
 
+@pytest.mark.slow
 def test_turns_build_every_variant_afresh_at_the_same_rounds():
     from step_speed import Turns
 
@@ -362,6 +366,7 @@ def test_turns_build_every_variant_afresh_at_the_same_rounds():
         Turns({n: counted(n) for n in names}, steps=3, warmup=2, rounds=10, instances=1, unit=4)
 
 
+@pytest.mark.slow
 def test_turns_collect_a_finished_instances_garbage_before_the_next_turn():
     """An instance left in a reference cycle is freed before the next instance is built, even with Python's
     automatic collection off (which would otherwise free it at some later, arbitrary moment)."""
