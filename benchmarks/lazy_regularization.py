@@ -260,16 +260,19 @@ def _value(key: str, metrics: dict[str, Any]) -> str:
     return f"{value:.2f}"
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """The section: title, machine lines, the method, the table and notes."""
+def markdown(results: dict[str, Any], standalone: bool = True) -> str:
+    """The section: title and machine lines (``standalone``; ``benchmarks/run.py`` writes its own), the method,
+    the table and notes."""
     every = results["every"]
     names = [n for n in EXPERIMENTS if n in results["runs"] or n in results["timing"]]
     keys = [k for k in COLUMNS if any(k in EXPERIMENTS[n].metrics for n in names)]
-    lines = [f"## {TITLE.format(every=every)}", ""]
-    lines += [f"- **{k}**: {v}" for k, v in results["machine"]]
-    if "load_end" in results:
-        lines.append(f"- **load average (1 min) at the end**: {results['load_end']:.2f}")
-    lines += [f"- **command**: `{results['command']}`", f"- **date**: {results['date']}", ""]
+    lines = []
+    if standalone:
+        lines += [f"## {TITLE.format(every=every)}", ""]
+        lines += [f"- **{k}**: {v}" for k, v in results["machine"]]
+        if "load_end" in results:
+            lines.append(f"- **load average (1 min) at the end**: {results['load_end']:.2f}")
+        lines += [f"- **command**: `{results['command']}`", f"- **date**: {results['date']}", ""]
     if results.get("quick"):
         lines += ["> `--quick`: a few steps of everything to check the pipeline; the figures mean nothing.", ""]
 

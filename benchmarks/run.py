@@ -1,7 +1,7 @@
 """``make bench``: the CPU benchmarks, written to ``BENCHMARKS.md`` at the repository root (machine, command, date,
 tables, PNG plots under ``benchmarks/results/``).
 
-    .venv/bin/python benchmarks/run.py                   # the whole report (about 25 minutes on 2 cores)
+    .venv/bin/python benchmarks/run.py                   # the whole report (about 50 minutes on 2 cores)
     .venv/bin/python benchmarks/run.py --quick           # tiny settings: checks the pipeline, figures mean nothing
     .venv/bin/python benchmarks/run.py --sections step_speed startup --rounds 3
     .venv/bin/python benchmarks/run.py toy_quality --seeds 0   # one benchmark script by name, with its options
@@ -10,7 +10,8 @@ Sections: ``step_speed`` (ms per training step of gan_lightning, a hand-written 
 pattern, on the default experiment's networks and on the toy networks; and what Lightning's loop costs around an
 empty step), ``startup`` (import, and command to first
 training step), ``time_to_quality`` (toy grid and default experiment metrics against training time, and the
-metric callback's share). Every figure is a median over alternating rounds and every ratio is measured side by
+metric callback's share), ``lazy_regularization`` (R1 on every D step against every 16th: step time and the judged
+quality of full toy and default runs). Every figure is a median over alternating rounds and every ratio is measured side by
 side in one run, except the time-to-quality curves, which are one training run each. The GPU section of an
 existing ``BENCHMARKS.md`` (written by ``benchmarks/gpu.py``, ``make bench-gpu``) is kept, and so is its
 hand-written "Methods and notes" section (taken from the repository's ``BENCHMARKS.md`` when the report written
@@ -36,9 +37,9 @@ sys.path.insert(0, str(HERE))
 from bench_common import (GPU_BEGIN, GPU_END, REPO, REPORT, RESULTS, command_line, gpu_section, machine,  # noqa: E402
                           methods_section, now, write_atomic)
 
-SCRIPTS = ["step_speed", "startup", "time_to_quality", "ddp_throughput", "toy_quality", "precision_throughput", "gpu",
+SCRIPTS = ["step_speed", "startup", "time_to_quality", "lazy_regularization", "ddp_throughput", "toy_quality", "precision_throughput", "gpu",
            "cgan_quality", "spatial_quality"]
-SECTIONS = ["step_speed", "startup", "time_to_quality"]
+SECTIONS = ["step_speed", "startup", "time_to_quality", "lazy_regularization"]
 # Settings of --quick: enough to run every code path and produce every table and plot.
 QUICK = {"steps": 4, "warmup": 2, "rounds": 1, "loop_batches": 10, "startup_rounds": 1, "toy_steps": 40, "toy_every": 20,
          "cgan_steps": 20, "cgan_every": 10, "cgan_samples": 200, "cgan_reference": 200}
@@ -93,9 +94,10 @@ def section_step_speed(args: argparse.Namespace, results: Path, out: Path) -> st
 
     parts = [
         "Milliseconds per training step (one G iteration: a D step and a G step) of `Trainer.fit` with "
-        "`gan_lightning.training.system.GAN` (logging every 50 steps, divergence guard on, no progress bar), a hand-written "
+        "`gan_lightning.training.GAN` (logging every 50 steps, divergence guard on, no progress bar), a hand-written "
         "PyTorch loop doing exactly the same math (it reaches the same weights as `fit` bit for bit: "
-        "`tests/test_benchmarks.py`), the same hand-written step run by Lightning's own loop (`lightning_floor`), "
+        "`tests/test_benchmarks.py`; `tests/test_reference_loop.py` checks the step's other code paths the same "
+        "way), the same hand-written step run by Lightning's own loop (`lightning_floor`), "
         "the usual Lightning GAN pattern (`toggle_optimizer`, fakes generated twice), and a second copy of the "
         "hand-written loop (`plain_again`: how far from 1.000x no difference at all measures on this machine). "
         "The variants run side by side in one process, taking turns of a few iterations in an order rotated each "
@@ -141,10 +143,19 @@ def section_time_to_quality(args: argparse.Namespace, results: Path, out: Path) 
     return "\n\n".join(parts)
 
 
+def section_lazy_regularization(args: argparse.Namespace, results: Path, out: Path) -> str:
+    import lazy_regularization as lazy
+
+    argv = ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    print("# lazy_regularization ...", file=sys.stderr, flush=True)
+    return lazy.markdown(lazy.run_all(lazy.parser().parse_args(argv), argv), standalone=False)
+
+
 BUILDERS: dict[str, tuple[str, Callable[[argparse.Namespace, Path, Path], str]]] = {
     "step_speed": ("Training-step speed (CPU)", section_step_speed),
     "startup": ("Start-up", section_startup),
     "time_to_quality": ("Time to quality", section_time_to_quality),
+    "lazy_regularization": ("Lazy regularization (R1 every 16 D steps)", section_lazy_regularization),
 }
 
 
@@ -180,6 +191,7 @@ def report(argv: list[str]) -> int:
         import startup  # noqa: F401
         import step_speed  # noqa: F401
         import time_to_quality  # noqa: F401
+        import lazy_regularization  # noqa: F401
     pool = ThreadPoolExecutor(len(args.sections)) if args.quick else None
     futures = {n: pool.submit(build, n) for n in args.sections if n != "step_speed"} if pool else {}
     for name in args.sections:

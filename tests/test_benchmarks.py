@@ -53,8 +53,8 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
         assert field in text
     assert "benchmarks/run.py --quick" in text and "torch " in text
     assert re.search(r"\*\*date\*\*: \d{4}-\d\d-\d\d \d\d:\d\d UTC", text)
-    for title in ("## Training-step speed (CPU)", "## Start-up", "## Time to quality", "## GPU",
-                  "## Methods and notes"):
+    for title in ("## Training-step speed (CPU)", "## Start-up", "## Time to quality",
+                  "## Lazy regularization (R1 every 16 D steps)", "## GPU", "## Methods and notes"):
         assert text.count(title) == 1, title
     assert "# old" not in text and text.count(GPU_BEGIN) == 1 and "sentinel 1,234 img/s" in text
     assert text.count(METHODS_BEGIN) == text.count(METHODS_END) == 1 and "sentinel method note" in text
@@ -91,6 +91,14 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
     for row in share:
         assert row[3] == "3"  # two on the cadence (the last at the final step) and the final evaluation
         assert 0 < float(row[7].rstrip("%")) <= 100
+
+    # Lazy regularization: a row per experiment and R1 interval, with its step time and the judged quality.
+    lazy = _table_rows(text, "| experiment | every | ms / step | speed vs every=1 |")
+    assert [(r[0], r[1]) for r in lazy] == [("toy", "1"), ("toy", "16"), ("default", "1"), ("default", "16")]
+    for row in lazy:
+        assert float(row[2]) > 0 and re.fullmatch(r"\d+\.\d{3}x", row[3]) and float(row[-1]) > 0
+        assert sum(bool(re.fullmatch(NUMBER + "%?", cell)) for cell in row[4:-1]) >= 2  # its quality values
+    assert [r[3] for r in lazy[::2]] == ["1.000x", "1.000x"]
 
     # Plots: linked, existing, decodable PNGs.
     links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
