@@ -2,9 +2,9 @@
 
 The CLI runs in-process (``gan_lightning.commands.main``) with ``fast_dev_run`` on CPU. Data the experiments name is
 found offline: the embedded MNIST subset always; torchvision MNIST / FashionMNIST from the data folder (the
-real one when ``$GAN_LIGHTNING_DATA`` or ``data/`` holds it, else tiny files the test session fabricates); CIFAR10 from a tiny folder in torchvision's pickle layout written
-here, with the file list torchvision checks set to the checksums of those files, so torchvision's own loading
-and integrity checks run unchanged.
+real one when ``$GAN_LIGHTNING_DATA`` or ``data/`` holds it, else tiny files the test session fabricates);
+CIFAR10 from a tiny folder in torchvision's pickle layout written here, with the file list torchvision checks set
+to the checksums of those files, so torchvision's own loading and integrity checks run unchanged.
 """
 
 from __future__ import annotations

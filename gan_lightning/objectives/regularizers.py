@@ -207,7 +207,7 @@ class R1(LazyRegularizer):
             return None
         penalty = r1_penalty(ctx.real.scores, ctx.real.x)
         ctx.stats["r1"] = penalty.detach()
-        # gamma/2 first, as with every = 1 before lazy steps existed, so that such runs keep their exact weights.
+        # The Python floats multiply first: with every = 1 the term is exactly 0.5 * gamma * penalty.
         return 0.5 * self.gamma * self.every * penalty
 
 
