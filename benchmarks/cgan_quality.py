@@ -25,9 +25,9 @@ Prints a markdown table and, with ``--json``, writes the numbers.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from jsonargparse import ArgumentParser
@@ -45,7 +45,7 @@ from gan_lightning.metrics.image import FeatureSet, compute, extract, reference_
 from gan_lightning.sampling.pixels import to_uint8
 from gan_lightning.sampling.draw import draw, labels_for
 
-from bench_common import DATA_ROOT  # noqa: E402  (same folder)
+from bench_common import DATA_ROOT, write_atomic  # noqa: E402  (same folder)
 
 
 
@@ -183,11 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     print(table(result))
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        tmp = f"{args.json}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-        os.replace(tmp, args.json)
+        write_atomic(Path(args.json), json.dumps(result, indent=2))
         print(f"\nwrote {args.json}")
     return 0
 
