@@ -27,7 +27,9 @@ auxiliary classifier's logits ``aux`` (or None). The system reads ``needs_real_g
 D step, right before D's forward, and then calls the hooks; a regularizer may answer differently from step to
 step (the lazy penalties below ask for an input gradient only on the steps they compute). ``ctx.critic(x, c)``
 runs D as the phase does (augmentation included, spectral norm held) for penalties on other points, and
-``ctx.interpolation_weights(n)`` draws the per-sample weights of interpolates.
+``ctx.interpolation_weights(n)`` draws the per-sample weights of interpolates. In ``g`` hooks ``ctx.generator`` is
+G as the phase trains it and ``ctx.sample_z(n)`` draws noise from the latent prior, for terms that run a
+generator forward of their own (a path-length penalty).
 
 State that must survive a checkpoint lives in buffers (tensors: EMAs of scores) or in
 ``get_extra_state``/``set_extra_state`` (Python values: step counts that decide control flow). Hooks never wait
@@ -82,6 +84,10 @@ class Context:
     critic: Callable[[Tensor, Optional[Tensor]], Tensor]
     interpolation_weights: Callable[[int], Tensor]
     stats: dict[str, Tensor] = field(default_factory=dict)
+    # In the G phase only: G as the phase trains it and noise from the latent prior, for terms on a forward of
+    # their own (e.g. a path-length penalty); None in the D phase.
+    generator: Optional[nn.Module] = None
+    sample_z: Optional[Callable[[int], Tensor]] = None
 
 
 class Regularizer(nn.Module):

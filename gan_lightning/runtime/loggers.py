@@ -107,6 +107,25 @@ class MetricsCSV(Logger):
                 csv.DictWriter(f, fieldnames=self.keys).writerows(rows)
 
 
+def log_at_step(trainer: Any, values: dict[str, Any]) -> None:
+    """Hand ``values`` (floats or scalar tensors) to every logger of ``trainer`` at ``trainer.global_step``, the
+    number of generator steps done, and put them in ``trainer.callback_metrics``, where Lightning's callbacks
+    (``ModelCheckpoint(monitor=...)``, ``EarlyStopping``, the divergence guard, the progress bar) read them.
+
+    Training values (``train/*``, after the step's generator update) and evaluations (``val/*``, run after that
+    update) of the same generator step thus share one step value. Tensors reach the host in one transfer."""
+    names = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
+    host = dict(values)
+    if names:
+        stacked = torch.stack([values[k].detach().reshape(()).float() for k in names]).tolist()
+        host.update(zip(names, stacked))
+    host = {k: float(v) for k, v in host.items()}
+    for logger in trainer.loggers:
+        logger.log_metrics(host, step=trainer.global_step)
+        logger.save()
+    trainer.callback_metrics.update({k: torch.tensor(v) for k, v in host.items()})
+
+
 def writes_metrics_csv(logger: Any, run_dir: str) -> bool:
     """Whether ``logger`` already writes ``<run_dir>/metrics.csv``."""
     if isinstance(logger, MetricsCSV):

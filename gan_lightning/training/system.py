@@ -43,6 +43,7 @@ from gan_lightning.objectives.augment import Augment
 from gan_lightning.objectives.losses import GANLoss, LossName, get_loss
 from gan_lightning.objectives.regularizers import Context, Regularizer, Side
 from gan_lightning.runtime.compat import attached_trainer, cli_hyperparameters_active
+from gan_lightning.runtime.loggers import log_at_step
 from gan_lightning.runtime.parametrized import restore_parametrizations, strip_parametrizations
 from gan_lightning.runtime.resume import (check_finite, check_same_model, gather_rng_states, provenance,
                                           set_rng_state)
@@ -156,6 +157,7 @@ class GAN(pl.LightningModule):
         self._d_lr_scheduler = d_lr_scheduler
         # Progress counted across resumes (saved in checkpoints): real images seen and seconds of training.
         self._images_seen, self._seconds_before, self._fit_started = 0, 0.0, time.perf_counter()
+        self._step_logs: Optional[dict[str, Tensor]] = None  # the last step's values, until they are logged
 
     # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
     # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.
@@ -308,10 +310,9 @@ class GAN(pl.LightningModule):
             update_ema(self.generator_ema, self.generator, self.ema_decay, copy_only=self.global_step <= self.ema_start)
         for scheduler in self._lr_schedulers():
             scheduler.step()
+        self._step_logs = {**d_logs, **g_logs, **self._augment_stats()}
         if self._logging_step():
-            logs = {**d_logs, **g_logs, **self._augment_stats()}
-            self.log_dict({f"train/{name}": value for name, value in logs.items()} | self.progress(), on_step=True,
-                          on_epoch=False)
+            self._write_step_logs()
 
     def d_phase(self, real: Tensor, c_real: Optional[Tensor], fake: Tensor,
                 c_fake: Optional[Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -357,7 +358,8 @@ class GAN(pl.LightningModule):
                 with torch.no_grad():
                     real_scores = self._critic(d_net, real, c_real)[0]
             ctx = Context(None, Side(fake, c_fake, fake_scores, fake_aux), critic=self._penalty_critic(d_net),
-                          interpolation_weights=self.interpolation_weights)
+                          interpolation_weights=self.interpolation_weights, generator=self._trained_g(),
+                          sample_z=self.sample_z)
             g_loss = _sum(self.loss.g(fake_scores, real_scores), self._terms("g", ctx))
             self._step(opt_g, g_loss, counted=True)
         return g_loss.detach(), {"g_loss": g_loss.detach(), **ctx.stats}
@@ -418,11 +420,17 @@ class GAN(pl.LightningModule):
         return [] if schedulers is None else schedulers if isinstance(schedulers, list) else [schedulers]
 
     def _logging_step(self) -> bool:
-        """Whether Lightning hands this step's logged values to the loggers: every ``log_every_n_steps``
-        generator steps, the last step, and every step of a ``fast_dev_run``. On other steps nothing is logged,
-        since Lightning would keep only the values of the logging step."""
-        trainer, step = self.trainer, self.global_step
-        return bool(trainer.fast_dev_run) or step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps
+        """Whether this step's values are logged: every ``log_every_n_steps`` generator steps and every step of a
+        ``fast_dev_run``; the last step of a run is logged when training ends (``on_train_end``)."""
+        return bool(self.trainer.fast_dev_run) or self.global_step % max(1, self.trainer.log_every_n_steps) == 0
+
+    def _write_step_logs(self) -> None:
+        """The last step's values (``train/*``) and the progress counters to the loggers, at the generator step
+        just completed, and to ``trainer.callback_metrics``. Written straight to the loggers rather than through
+        ``self.log``: values logged with ``self.log`` are collected and reduced by Lightning on every later batch
+        of the epoch, a cost paid each step for values written every ``log_every_n_steps``."""
+        logs, self._step_logs = self._step_logs, None
+        log_at_step(self.trainer, {f"train/{name}": value for name, value in logs.items()} | self.progress())
 
     def _augment_stats(self) -> dict[str, Tensor]:
         return self.augment.stats() if self.augment is not None else {}
@@ -437,6 +445,12 @@ class GAN(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._fit_started = time.perf_counter()
+        self._step_logs = None
+
+    def on_train_end(self) -> None:
+        # A run shorter than the logging cadence, or ending between two logging steps, still logs its last step.
+        if self._step_logs is not None:
+            self._write_step_logs()
 
     # ------------------------------------------------------------------ checkpoints: exact resume, provenance
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
