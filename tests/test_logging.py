@@ -79,3 +79,20 @@ def test_logged_values_reach_the_callbacks_as_the_loggers_get_them(tmp_path):
     # The value a callback reads at a logging step is the value the logger wrote for that step.
     seen = dict(Record.seen)
     assert seen[3] == pytest.approx(logged[3]) and seen[6] == pytest.approx(logged[6])
+
+
+def test_the_progress_bar_counts_generator_steps_and_shows_the_losses(tmp_path, capsys):
+    from gan_lightning.training.progress import StepProgressBar
+
+    bar = StepProgressBar()
+    trainer = pl.Trainer(max_steps=12, log_every_n_steps=5, logger=False, callbacks=[bar], enable_checkpointing=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=str(tmp_path))
+    # 12 generator steps span several epochs of a 5-batch loader: the bar counts steps, not batches of an epoch.
+    trainer.fit(tiny_gan(), ToyDataModule(name="ring", num_samples=5 * BATCH, batch_size=BATCH))
+    assert trainer.current_epoch >= 2
+    assert bar.train_progress_bar.total == 12 and bar.train_progress_bar.n == 12
+    shown = bar.get_metrics(trainer, trainer.lightning_module)
+    assert {"d_loss", "g_loss", "D(x)", "D(G(z))", "kimg"} <= set(shown)
+    assert shown["kimg"] == pytest.approx(12 * BATCH / 1000)
+    out = capsys.readouterr()
+    assert "12/12" in out.out + out.err and "g_loss=" in out.out + out.err
