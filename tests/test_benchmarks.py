@@ -80,8 +80,8 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
     assert "import gan_lightning" in rows[0][0] and "toy_ring.yaml --trainer.max_steps=1 --wandb=disabled" in rows[1][0]
 
     # Time to quality: one row per evaluation (every 20 of 40 toy steps, every 10 of 20 cgan steps).
-    toy = _table_rows(text, "| step | training s | modes |")
-    cgan = _table_rows(text, "| step | training s | fid |")
+    toy = _table_rows(text, "| step | training s | modes_refined |")
+    cgan = _table_rows(text, "| step | training s | fid_mnist |")
     assert [r[0] for r in toy] == ["20", "40"] and [r[0] for r in cgan] == ["10", "20"]
     for step, seconds, *values in toy + cgan:
         assert float(seconds) > 0 and all(re.fullmatch(NUMBER + "%?", v) for v in values)
@@ -198,14 +198,14 @@ def test_metrics_log_becomes_points_at_the_evaluation_times(tmp_path):
     import time_to_quality as T
 
     log = tmp_path / "metrics.csv"
-    log.write_text("epoch,progress/seconds,step,val/modes,val/high_quality\n"
+    log.write_text("epoch,progress/seconds,step,val/modes_refined,val/high_quality_refined\n"
                    "0,1.0,9,,\n,,10,3,50.0\n0,2.0,19,,\n0,3.0,29,,\n,,30,5,80.0\n,,30,6,82.5\n")
     series = T.read_metrics_csv(log)
     assert series["progress/seconds"][0].tolist() == [9, 19, 29]
     exp = T.EXPERIMENTS["toy_grid"]
     # Without evaluation times: progress/seconds interpolated at the step; a step logged twice keeps its last value.
     points = T.curve_points(series, exp.metrics, [])
-    assert [(p["step"], p["seconds"], p["val/modes"], p["val/high_quality"]) for p in points] == [
+    assert [(p["step"], p["seconds"], p["val/modes_refined"], p["val/high_quality_refined"]) for p in points] == [
         (10, pytest.approx(1.1), 3, 50.0), (30, 3.0, 6, 82.5)]
     # With them: when the (last) evaluation at the step started.
     evaluations = [{"step": 10, "start": 1.25, "seconds": 0.1}, {"step": 30, "start": 3.5, "seconds": 0.2},
@@ -226,10 +226,25 @@ def test_metric_share_and_its_projection_to_the_experiments_cadence():
     assert share["committed_count"] == 3
     assert share["projected_share"] == pytest.approx(12.0 / 92.0)
     assert T.reached("cgan_mnist5k", {"val/accuracy": 0.98}) and not T.reached("cgan_mnist5k", {"val/accuracy": 0.979})
-    assert T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 97.0})
-    assert not T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 96.9})
-    assert not T.reached("toy_grid", {"val/modes": 24, "val/high_quality": 99.0})
+    # The toy target judges the experiment's (refined) samples, not the generator's own.
+    assert T.reached("toy_grid", {"val/modes_refined": 25, "val/high_quality_refined": 97.0})
+    assert not T.reached("toy_grid", {"val/modes_refined": 25, "val/high_quality_refined": 96.9})
+    assert not T.reached("toy_grid", {"val/modes_refined": 24, "val/high_quality_refined": 99.0})
+    assert not T.reached("toy_grid", {"val/modes": 25, "val/high_quality": 100.0})
     assert T.committed_steps(T.EXPERIMENTS["cgan_mnist5k"]) == 4000
+
+
+def test_toy_quality_judges_the_refined_samples_where_the_run_refined_them():
+    import toy_quality as Q
+
+    row = {"data": "grid", "wall_s": 100.0, "modes": 22.0, "high_quality": 93.0,
+           "modes_refined": 25.0, "high_quality_refined": 99.5}
+    assert Q.verdict(row) == (True, "pass")  # the generator's own 22 modes do not count against the refined 25
+    assert Q.verdict({**row, "high_quality_refined": 96.0}) == (False, "FAIL: hq < 97%")
+    assert Q.verdict({**row, "modes_refined": 24.0}) == (False, "FAIL: modes < 25")
+    plain = {"data": "ring", "wall_s": 100.0, "modes": 8.0, "high_quality": 98.0}  # no refinement: its own samples
+    assert Q.verdict(plain) == (True, "pass")
+    assert Q.verdict({**plain, "high_quality": 90.0}) == (False, "FAIL: hq < 97%")
 
 
 def test_first_step_time_is_found_beside_a_progress_bar():

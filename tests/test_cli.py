@@ -263,16 +263,16 @@ def test_metrics_csv_format_and_continuation(tmp_path):
     log = MetricsCSV(str(tmp_path))
     log.log_metrics({"train/g_loss": torch.tensor(0.5), "epoch": 0}, step=1)
     log.log_metrics({"train/g_loss": 0.25, "epoch": 0}, step=3)
-    log.log_metrics({"val/fid": 7.0}, step=4)  # a new key rewrites the header
+    log.log_metrics({"val/fid_mnist": 7.0}, step=4)  # a new key rewrites the header
     header, rows = read_csv(tmp_path / "metrics.csv")
-    assert header == ["epoch", "step", "train/g_loss", "val/fid"]
-    assert [(r["step"], r["train/g_loss"], r["val/fid"]) for r in rows] == [("1", "0.5", ""), ("3", "0.25", ""),
+    assert header == ["epoch", "step", "train/g_loss", "val/fid_mnist"]
+    assert [(r["step"], r["train/g_loss"], r["val/fid_mnist"]) for r in rows] == [("1", "0.5", ""), ("3", "0.25", ""),
                                                                              ("4", "", "7.0")]
     # The run continues in the same folder from step 3: rows below it stay, the rest is logged again.
     again = MetricsCSV(str(tmp_path))
     again.log_metrics({"train/g_loss": 0.125, "epoch": 0}, step=3)
     header, rows = read_csv(tmp_path / "metrics.csv")
-    assert header == ["epoch", "step", "train/g_loss", "val/fid"]
+    assert header == ["epoch", "step", "train/g_loss", "val/fid_mnist"]
     assert [(r["step"], r["train/g_loss"]) for r in rows] == [("1", "0.5"), ("3", "0.125")]
 
 

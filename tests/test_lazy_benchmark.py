@@ -47,12 +47,12 @@ def _fabricated() -> dict:
             "toy": {1: {"every": 1, "wall_s": 150.25, "rc": 0, "command": "python -m gan_lightning fit --config "
                         "experiments/toy_ring.yaml ... every: 1 ...",
                         "metrics": {"step": 12000, "modes": 8.0, "high_quality": 99.12, "reverse_kl": 0.01,
-                                    "modes_unrefined": 7.0, "high_quality_unrefined": 97.5}},
+                                    "modes_refined": 7.0, "high_quality_refined": 97.5}},
                     16: {"every": 16, "wall_s": 120.0, "rc": 0, "command": "python ... every: 16",
-                         "metrics": {"step": 12000, "modes": 8.0, "high_quality": 98.0, "modes_unrefined": 8.0,
-                                     "high_quality_unrefined": 96.25}}},
+                         "metrics": {"step": 12000, "modes": 8.0, "high_quality": 98.0, "modes_refined": 8.0,
+                                     "high_quality_refined": 96.25}}},
             "default": {1: {"every": 1, "wall_s": 400.0, "rc": 0, "command": "python ...",
-                            "metrics": {"step": 4000, "fid": 3.456, "accuracy": 0.9812, "intra_fid": 9.5}},
+                            "metrics": {"step": 4000, "fid_mnist": 3.456, "accuracy": 0.9812, "intra_fid_mnist": 9.5}},
                         16: {"every": 16, "wall_s": 300.0, "rc": 1, "command": "python ...", "error": "boom"}},
         },
     }
@@ -70,7 +70,7 @@ def test_markdown_of_fabricated_results():
 
     header, rows = _table(text)
     assert header == ["experiment", "every", "ms / step", "speed vs every=1", "modes", "high_quality %",
-                      "modes_unrefined", "high_quality_unrefined %", "fid", "accuracy", "intra_fid", "run wall s"]
+                      "modes_refined", "high_quality_refined %", "fid_mnist", "accuracy", "intra_fid_mnist", "run wall s"]
     assert rows[0] == ["toy", "1", "11.00", "1.000x", "8", "99.12", "7", "97.50", "—", "—", "—", "150.2"]
     # Medians: 5.0 ms; speed: the median of the per-figure ratios 2.0, 3.0, 2.0.
     assert rows[1] == ["toy", "16", "5.00", "2.000x", "8", "98.00", "8", "96.25", "—", "—", "—", "120.0"]
@@ -92,7 +92,7 @@ def test_markdown_of_one_experiment_keeps_its_own_columns():
     text = L.markdown(results)
     assert text.startswith("## Lazy regularization (R1 every 8 D steps)\n")
     header, rows = _table(text)
-    assert "fid" not in header and "modes" in header
+    assert "fid_mnist" not in header and "modes" in header
     assert [(r[0], r[1]) for r in rows] == [("toy", "1"), ("toy", "8")]
 
 

@@ -230,15 +230,22 @@ def test_image_metrics_callback_matches_torchmetrics_on_the_same_images(cache, m
     assert trainer.global_step == 3
 
     got = callback.last
-    # Conditional model, default metrics: FID, conditional accuracy and intra-class FID.
-    assert set(got) == {"fid", "accuracy", "intra_fid"}
+    # Conditional model, default metrics: FID, conditional accuracy and intra-class FID; the distances are in the
+    # mnist5k classifier's feature space and say so (Inception-v3's would be plain "fid").
+    assert set(got) == {"fid_mnist", "accuracy", "intra_fid_mnist"}
     assert all(math.isfinite(v) for v in got.values()), got
     assert 0.0 <= got["accuracy"] <= 1.0
     # Logged under val/ at the final generator step, and written to <run dir>/metrics.json.
-    final = [m for step, m in recorder.logged if step == 3 and "val/fid" in m]
-    assert final and final[-1]["val/fid"] == got["fid"] and final[-1]["val/accuracy"] == got["accuracy"]
+    final = [m for step, m in recorder.logged if step == 3 and "val/fid_mnist" in m]
+    assert final and final[-1]["val/fid_mnist"] == got["fid_mnist"] and final[-1]["val/accuracy"] == got["accuracy"]
+    assert not any("val/fid" in m for _, m in recorder.logged), "an FID on domain features logged as Inception's"
     written = json.loads((tmp_path / "metrics.json").read_text())
-    assert written["step"] == 3 and written["fid"] == pytest.approx(got["fid"], rel=1e-12)
+    assert written["step"] == 3 and written["fid_mnist"] == pytest.approx(got["fid_mnist"], rel=1e-12)
+    assert "fid" not in written
+    # metrics.json says how the values were made: the extractor (weights' digest), its protocol, the counts.
+    assert written["image_metrics"] == {"extractor": DomainFeatures().prepare().name,
+                                        "features": DomainFeatures().description,
+                                        "num_samples": n, "num_reference": n_ref}
     # The reference features went to the cache under GAN_LIGHTNING_CACHE.
     assert list((cache / "reference").glob("*.pt"))
 
@@ -249,13 +256,13 @@ def test_image_metrics_callback_matches_torchmetrics_on_the_same_images(cache, m
     real, _ = real_uint8(EmbeddedMNIST(labels="class"), n_ref, ref_seed)
     assert fake.dtype == real.dtype == torch.uint8 and fake.shape == real.shape == (n, 1, 28, 28)
     ext = DomainFeatures().prepare()
-    assert got["fid"] == pytest.approx(torchmetrics_fid(ext, real, fake), rel=1e-5, abs=1e-6)
+    assert got["fid_mnist"] == pytest.approx(torchmetrics_fid(ext, real, fake), rel=1e-5, abs=1e-6)
     accuracy = float((ext.logits(fake).argmax(1) == labels).double().mean())
     assert got["accuracy"] == pytest.approx(accuracy, abs=1e-12)
     # A different seed draws different images, hence (almost surely) a different FID: the seed is really used.
     with torch.no_grad():
         other = to_uint8(model.generate(noise_for(torch.arange(n), model.latent_dim, model.latent_prior, seed + 1), labels))
-    assert torchmetrics_fid(ext, real, other) != pytest.approx(got["fid"], rel=1e-6)
+    assert torchmetrics_fid(ext, real, other) != pytest.approx(got["fid_mnist"], rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------ 3. reference cache
@@ -385,9 +392,10 @@ def test_evaluate_gives_the_same_numbers_on_one_and_two_processes(cache, checkpo
     common = ["--ckpt_path", checkpoint, "--num", "101", "--num_reference", "120", "--batch_size", "32"]
     one = evaluate(tmp_path / "one.json", *common, "--devices", "1")
     two = evaluate(tmp_path / "two.json", *common, "--devices", "2")
-    metrics = {"fid", "kid", "kid_std", "accuracy", "intra_fid"}
+    metrics = {"fid_mnist", "kid_mnist", "kid_std_mnist", "accuracy", "intra_fid_mnist"}
     assert metrics <= set(one)
-    assert math.isfinite(one["fid"]) and one["fid"] > 0
+    assert math.isfinite(one["fid_mnist"]) and one["fid_mnist"] > 0
+    assert (one["num_samples"], one["num_reference"]) == (101, 120)
     assert (one["devices"], two["devices"]) == (1, 2)
     assert set(one) == set(two)
     for key in set(one) - {"devices"}:
@@ -399,18 +407,33 @@ def test_evaluate_a_samples_file_written_by_sample(cache, checkpoint, tmp_path):
     assert main(["sample", "--ckpt_path", checkpoint, "--num", "60", "--out", str(npz)]) == 0
     from_file = evaluate(tmp_path / "f.json", "--samples", str(npz), "--data", "gan_lightning.data.EmbeddedMNIST",
                          "--num_reference", "80")
-    assert {"fid", "kid", "accuracy", "intra_fid"} <= set(from_file)
-    assert from_file["source"] == str(npz) and from_file["num_reference"] == 80
-    assert all(math.isfinite(from_file[k]) for k in ("fid", "kid", "accuracy", "intra_fid"))
+    keys = ("fid_mnist", "kid_mnist", "accuracy", "intra_fid_mnist")
+    assert set(keys) <= set(from_file)
+    assert not {"fid", "kid", "intra_fid"} & set(from_file), "domain-feature values under Inception's names"
+    assert from_file["source"] == str(npz) and from_file["num_reference"] == 80 and from_file["num_samples"] == 60
+    assert from_file["extractor"] == DomainFeatures().prepare().name and "mnist5k" in from_file["features"]
+    assert from_file["refined"] is False
+    assert all(math.isfinite(from_file[k]) for k in keys)
     # `sample` and a checkpoint evaluation draw the same 60 images (same seed, labels evenly over classes) and
     # the data key ignores the loader's batch size, so the numbers agree.
     from_ckpt = evaluate(tmp_path / "c.json", "--ckpt_path", checkpoint, "--num", "60", "--num_reference", "80")
-    for key in ("fid", "kid", "accuracy", "intra_fid"):
+    assert from_ckpt["num_samples"] == 60 and from_ckpt["refinement"] is None
+    for key in keys:
         assert from_file[key] == pytest.approx(from_ckpt[key], rel=1e-5, abs=1e-7), key
     # Only the metrics asked for.
     only = evaluate(tmp_path / "o.json", "--samples", str(npz), "--data", "gan_lightning.data.EmbeddedMNIST",
                     "--num_reference", "80", "--metrics=[fid]")
-    assert "fid" in only and "kid" not in only and "accuracy" not in only
+    assert "fid_mnist" in only and "kid_mnist" not in only and "accuracy" not in only
+
+
+def test_evaluate_reports_the_reference_count_actually_used(cache, checkpoint, tmp_path):
+    """Asked for more reference images than the data holds, the JSON gives the number used, not the request."""
+    npz = tmp_path / "s.npz"
+    assert main(["sample", "--ckpt_path", checkpoint, "--num", "20", "--out", str(npz)]) == 0
+    available = len(EmbeddedMNIST().real_samples()[1])
+    got = evaluate(tmp_path / "r.json", "--samples", str(npz), "--data", "gan_lightning.data.EmbeddedMNIST",
+                   "--num_reference", str(available + 1000), "--metrics=[fid]")
+    assert got["num_reference"] == available == 5000 and got["num_samples"] == 20
 
 
 @pytest.mark.parametrize("case", ["both", "neither", "missing_ckpt", "missing_samples", "unknown_metric"])

@@ -2,7 +2,8 @@
 
 The update is checked against its closed form on a critic whose gradient is known; on a real GAN, refinement must
 raise D's scores, keep sample ``i`` a function of its own noise, and leave weights, gradients and train/eval
-modes as they were. ``ToyMetrics`` reports the generator's own samples beside the refined ones.
+modes as they were. ``ToyMetrics`` reports the generator's own samples under the plain keys and the refined ones
+beside them, suffixed ``_refined``.
 """
 
 from __future__ import annotations
@@ -131,13 +132,13 @@ def test_refinement_runs_under_inference_mode():
 
 
 def _expected(model, n: int, seed: int, modes, sigma) -> dict:
-    want = mode_coverage(draw(model, n, seed=seed), modes, sigma)
-    plain = mode_coverage(draw(model, n, seed=seed, refine=False), modes, sigma)
-    want.update({f"{k}_unrefined": v for k, v in plain.items()})
+    want = mode_coverage(draw(model, n, seed=seed, refine=False), modes, sigma)
+    refined = mode_coverage(draw(model, n, seed=seed), modes, sigma)
+    want.update({f"{k}_refined": v for k, v in refined.items()})
     return want
 
 
-def test_toy_metrics_compute_refined_and_unrefined_coverage():
+def test_toy_metrics_plain_keys_are_the_generators_and_refined_ones_are_suffixed():
     model = _gan(LatentRefinement(steps=5, step_size=0.3), ema_decay=0.0)
     plain = draw(model, 500, seed=1, refine=False)
     # Modes at 20 of the generator's own samples: coverage is partial, and refinement changes it.
@@ -145,8 +146,11 @@ def test_toy_metrics_compute_refined_and_unrefined_coverage():
     got = ToyMetrics(num_samples=500, seed=1)._compute(SimpleNamespace(datamodule=data), model)
     want = _expected(model, 500, 1, data.modes, data.sigma)
     assert got == pytest.approx(want, abs=1e-12)
-    assert got["high_quality_unrefined"] >= 100 * 20 / 500 and got["modes_unrefined"] == 20
-    assert got["high_quality"] != got["high_quality_unrefined"]
+    assert set(got) == {"modes", "high_quality", "reverse_kl", "modes_refined", "high_quality_refined",
+                        "reverse_kl_refined"}
+    # The plain keys are the generator's own samples: each of the 20 modes is one of them.
+    assert got["high_quality"] >= 100 * 20 / 500 and got["modes"] == 20
+    assert got["high_quality"] != got["high_quality_refined"]
 
 
 def test_toy_metrics_without_refinement_report_only_the_samples():

@@ -220,7 +220,7 @@ def test_bad_wandb_mode_is_a_one_line_error(no_account, tmp_path, capsys):
 
 
 def test_checkpoint_monitor_keeps_the_best_fid(tmp_path, monkeypatch, classifier_cache):
-    """``--checkpoint.monitor=val/fid --checkpoint.mode=min --checkpoint.save_top_k=1``: the metric callback's
+    """``--checkpoint.monitor=val/fid_mnist --checkpoint.mode=min --checkpoint.save_top_k=1``: the metric callback's
     values reach Lightning's callbacks, so the kept checkpoint is the one of the step with the lowest FID, next
     to last.ckpt."""
     import csv
@@ -237,11 +237,11 @@ def test_checkpoint_monitor_keeps_the_best_fid(tmp_path, monkeypatch, classifier
                "--model.generator.init_args.ngf=4", "--model.discriminator.init_args.ndf=4",
                "--trainer.callbacks=[{class_path: gan_lightning.metrics.ImageMetrics, init_args: "
                "{every_n_steps: 2, num_samples: 64, num_reference: 64, metrics: [fid]}}]",
-               "--checkpoint.monitor=val/fid", "--checkpoint.mode=min", "--checkpoint.save_top_k=1",
+               "--checkpoint.monitor=val/fid_mnist", "--checkpoint.mode=min", "--checkpoint.save_top_k=1",
                "--checkpoint.every_n_train_steps=2"])
     assert rc == 0
     with open(run / "metrics.csv") as f:
-        fids = {int(r["step"]): float(r["val/fid"]) for r in csv.DictReader(f) if r.get("val/fid")}
+        fids = {int(r["step"]): float(r["val/fid_mnist"]) for r in csv.DictReader(f) if r.get("val/fid_mnist")}
     assert sorted(fids) == [2, 4, 6, 8]
     best_step = min(fids, key=fids.get)
     kept = [p for p in (run / "checkpoints").glob("*.ckpt") if p.name != "last.ckpt"]

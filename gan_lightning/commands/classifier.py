@@ -1,4 +1,6 @@
-"""``python -m gan_lightning classifier``: train the domain classifier of a data set and write it to the cache."""
+"""``python -m gan_lightning classifier``: train the domain classifier of a data set and write it to the cache.
+A progress bar over the training steps on stderr when it is a terminal (a line per 100 steps otherwise;
+``--quiet``: neither)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from gan_lightning.errors import DataNotFound, UserError
 from gan_lightning.metrics.classifier.datasets import DATASETS, as_root_flag, check_dataset
 from gan_lightning.metrics.classifier.storage import classifier_path
 from gan_lightning.metrics.classifier.training import DEFAULT_EPOCHS, train_classifier
+from gan_lightning.runtime.console import quiet_if
 
 
 def classifier_main(argv: Sequence[str]) -> int:
@@ -28,6 +31,8 @@ def classifier_main(argv: Sequence[str]) -> int:
     parser.add_argument("--lr", type=float, default=2e-3, help="Peak Adam learning rate (one-cycle schedule).")
     parser.add_argument("--augment", type=str, default="shift", help="shift (random 2-pixel translations) | none.")
     parser.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--quiet", type=bool, nargs="?", const=True, default=False,
+                        help="No progress bar and no loss lines on stderr.")
     args = parser.parse_args(list(argv))
     check_dataset(args.data, "--data")
     if args.epochs is not None and args.epochs < 1:
@@ -38,9 +43,10 @@ def classifier_main(argv: Sequence[str]) -> int:
         raise UserError(f"--augment: must be 'shift' or 'none', got {args.augment!r}")
     out = args.out or str(classifier_path(args.data))
     try:
-        _, meta = train_classifier(args.data, args.root, out=out, epochs=args.epochs, seed=args.seed,
-                                   width=args.width, batch_size=args.batch_size, lr=args.lr,
-                                   augment=args.augment, device=args.device)
+        with quiet_if(args.quiet):
+            _, meta = train_classifier(args.data, args.root, out=out, epochs=args.epochs, seed=args.seed,
+                                       width=args.width, batch_size=args.batch_size, lr=args.lr,
+                                       augment=args.augment, device=args.device, verbose=not args.quiet)
     except DataNotFound as err:
         raise as_root_flag(err) from None
     print(f"{args.data} classifier: test accuracy {100 * meta['test_accuracy']:.2f}% on {meta['test_images']} "

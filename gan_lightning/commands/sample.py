@@ -1,6 +1,10 @@
 """``python -m gan_lightning sample``: samples of a checkpoint into an .npz, a folder of PNGs and/or a grid;
 optionally truncated (``--truncation``) or along interpolation paths (``--interpolate``). Every output is checked
-before the checkpoint is read and written atomically (``gan_lightning.runtime.files``)."""
+before the checkpoint is read and written atomically (``gan_lightning.runtime.files``).
+
+A model with ``model.refinement`` draws refined samples; the .npz then holds ``refined = True``, so that
+``evaluate --samples`` reports their values as ``*_refined``. Drawing and the PNG export show progress bars on
+stderr when it is a terminal (``--quiet``: none)."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from jsonargparse import ArgumentParser
 
 from gan_lightning.commands.checkpoints import load_gan, real_from_checkpoint
 from gan_lightning.errors import DataNotFound, UserError
+from gan_lightning.runtime.console import progress, quiet_if
 from gan_lightning.runtime.files import atomic_path, atomic_write, replace_folder
 from gan_lightning.sampling.draw import (check_truncation, draw, draw_from, interpolation_noise, save_grid,
                                          save_scatter, to_uint8)
@@ -103,7 +108,7 @@ def _labels_table(arrays: dict[str, np.ndarray]) -> Optional[tuple[list[str], li
     return header, [[f"{v:.9g}" for v in row] for row in values.astype(np.float64)]
 
 
-def _write_png_dir(folder: str, images: torch.Tensor, conditions: dict[str, np.ndarray]) -> None:
+def _write_png_dir(folder: str, images: torch.Tensor, conditions: dict[str, np.ndarray], chunk: int = 500) -> None:
     """``folder/000000.png ...`` (one per uint8 image) and ``folder/labels.csv``, written into a temporary sibling
     folder that then replaces ``folder`` (an earlier export is replaced only once the new one is complete)."""
     from gan_lightning.sampling.draw import save_pngs
@@ -111,7 +116,11 @@ def _write_png_dir(folder: str, images: torch.Tensor, conditions: dict[str, np.n
     folder = os.path.abspath(folder)
     _make_parent(folder, "--png_dir")
     with replace_folder(folder) as tmp:
-        files = save_pngs(images, str(tmp))
+        files: list[str] = []
+        with progress(len(images), "PNG files", unit="file") as bar:
+            for lo in range(0, len(images), chunk):
+                files += save_pngs(images[lo : lo + chunk], str(tmp), start=lo)
+                bar.update(len(images[lo : lo + chunk]))
         table = _labels_table(conditions)
         if table is not None:
             header, rows = table
@@ -174,6 +183,8 @@ def sample_parser() -> ArgumentParser:
     parser.add_argument("--ema", type=str, default="auto", help="auto: the EMA generator when there is one | live.")
     parser.add_argument("--trust_checkpoint", type=bool, default=False,
                         help="Unpickle everything in the checkpoint (only for files from a trusted source).")
+    parser.add_argument("--quiet", type=bool, nargs="?", const=True, default=False,
+                        help="No progress bars (they are drawn only when stderr is a terminal anyway).")
     return parser
 
 
@@ -220,10 +231,41 @@ def _grid_images(model: GAN, args, draw_fn, images: Optional[torch.Tensor], real
     return conditioning.grid(draw_fn, real, args.per_row, args.grid_rows)
 
 
+def _draw_with_progress(model: GAN, args, conditions: Optional[torch.Tensor], ema: bool) -> torch.Tensor:
+    """``draw`` of samples ``0 .. --num - 1``, one ``--batch_size`` at a time under a progress bar; the same
+    samples as one ``draw`` call (each sample's noise depends only on its index and the seed)."""
+    out = []
+    with progress(args.num, "samples") as bar:
+        for lo in range(0, args.num, args.batch_size):
+            n = min(args.batch_size, args.num - lo)
+            c = conditions[lo : lo + n] if conditions is not None else None
+            out.append(draw(model, n, seed=args.seed, labels=c, batch_size=args.batch_size, start=lo, ema=ema,
+                            truncation=args.truncation))
+            bar.update(n)
+    return torch.cat(out)
+
+
+def _draw_from_with_progress(model: GAN, z: torch.Tensor, conditions: Optional[torch.Tensor], batch_size: int,
+                             ema: bool) -> torch.Tensor:
+    """``draw_from`` one ``batch_size`` at a time under a progress bar."""
+    out = []
+    with progress(len(z), "interpolated samples") as bar:
+        for lo in range(0, len(z), batch_size):
+            c = conditions[lo : lo + batch_size] if conditions is not None else None
+            out.append(draw_from(model, z[lo : lo + batch_size], c, batch_size, ema))
+            bar.update(len(out[-1]))
+    return torch.cat(out)
+
+
 def sample_main(argv: Sequence[str]) -> int:
     """``python -m gan_lightning sample``: samples of a checkpoint into an .npz, a folder of PNGs and/or a grid;
     optionally truncated (``--truncation``) or along interpolation paths (``--interpolate``)."""
     args = sample_parser().parse_args(list(argv))
+    with quiet_if(args.quiet):
+        return _sample(args)
+
+
+def _sample(args) -> int:
     _check_sample_args(args)
     model = load_gan(args.ckpt_path, args.device, args.trust_checkpoint)
     generator = model.generator
@@ -242,11 +284,13 @@ def sample_main(argv: Sequence[str]) -> int:
         k = args.interpolate
         z, t = interpolation_noise(args.num, k, model.latent_dim, model.latent_prior, args.seed, args.truncation)
         conditions = conditions.repeat_interleave(k, dim=0) if conditions is not None else None
-        samples = draw_from(model, z, conditions, args.batch_size, ema)
+        samples = _draw_from_with_progress(model, z, conditions, args.batch_size, ema)
         extra = {"t": t.numpy(), "z": z.numpy()}
     else:
-        samples = draw(model, args.num, seed=args.seed, labels=conditions, batch_size=args.batch_size, ema=ema,
-                       truncation=args.truncation)
+        samples = _draw_with_progress(model, args, conditions, ema)
+    refined = getattr(model, "refinement", None) is not None
+    if refined:  # every drawn sample went through model.refinement (draw, draw_from and the grid alike)
+        extra["refined"] = np.array(True)
     pixels = to_uint8(samples) if generator.is_image else None
     arrays = conditioning.arrays(conditions) if conditions is not None else {}
     written = []
@@ -270,6 +314,8 @@ def sample_main(argv: Sequence[str]) -> int:
             _write_grid(args.grid, lambda path: save_grid(grid, path, nrow=nrow))
         written.append(args.grid)
     what = f"{args.num} rows of {args.interpolate} interpolated samples" if args.interpolate else f"{args.num} samples"
+    if refined:
+        what += f" refined by {model.refinement!r}"
     print(f"wrote {what} to {' and '.join(written)}")
     return 0
 

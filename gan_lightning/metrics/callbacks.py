@@ -2,6 +2,13 @@
 
 Cadences count generator iterations (``trainer.global_step``). Sampling uses the EMA generator when
 the model has one, with fixed noise, so successive grids show the same latent points.
+
+Keys: plain ones (``val/modes``, ``val/fid_mnist``) describe the generator's own samples; with
+``model.refinement`` the same values of the D-refined samples are logged beside them with a ``_refined``
+suffix. Image metrics name their feature space (``gan_lightning.metrics.image.metric_key``).
+
+An evaluation shows a progress bar under Lightning's (erased when done) when stderr is a terminal and the
+trainer's progress bar is on; rank 0 only.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ from gan_lightning.errors import UserError
 from gan_lightning.runtime.checkpointing import was_preempted
 from gan_lightning.runtime.files import atomic_write
 from gan_lightning.metrics.features import DomainFeatures, FeatureExtractor
-from gan_lightning.metrics.image import check_metrics, compute, data_key, generated_features, real_uint8, reference_features
+from gan_lightning.metrics.image import check_metrics, data_key, generated_features, named_metrics, real_uint8, reference_features
 from gan_lightning.metrics.toy import mode_coverage
+from gan_lightning.runtime.console import progress
 from gan_lightning.sampling.draw import draw, save_grid, save_scatter
 
 
@@ -39,6 +47,17 @@ def _real_fn(datamodule: Any):
         return x[torch.arange(n) % len(x)]
 
     return real
+
+
+def _bar(trainer: pl.Trainer, desc: str) -> Optional[str]:
+    """The description of a callback's progress bar, or None (no bar) where the trainer shows none: its progress
+    bar turned off, or a process other than 0."""
+    shows = getattr(trainer, "progress_bar_callback", None) is not None and getattr(trainer, "is_global_zero", True)
+    return desc if shows else None
+
+
+def _refines(pl_module: Any) -> bool:
+    return getattr(pl_module, "refinement", None) is not None
 
 
 def _wandb(trainer: pl.Trainer):
@@ -107,9 +126,9 @@ class SampleGrid(pl.Callback):
 class ToyMetrics(pl.Callback):
     """Mode coverage (PacGAN protocol) of ``num_samples`` toy samples every ``every_n_steps`` generator steps and at the
     end, logged as ``val/modes``, ``val/high_quality``, ``val/reverse_kl``; the final values are also written to
-    ``<run dir>/metrics.json``. With ``model.refinement``, the samples are refined ones, and the same values for the
-    generator's unrefined samples are logged beside them (``val/high_quality_unrefined``, ...). Needs a data module
-    with ``modes`` and ``sigma`` (``ToyDataModule``)."""
+    ``<run dir>/metrics.json``. These are the generator's own samples; with ``model.refinement``, the same values
+    of the refined samples are logged beside them (``val/modes_refined``, ``val/high_quality_refined``, ...).
+    Needs a data module with ``modes`` and ``sigma`` (``ToyDataModule``)."""
 
     def __init__(self, every_n_steps: int = 1000, num_samples: int = 2500, seed: int = 1) -> None:
         self.every_n_steps, self.num_samples, self.seed = every_n_steps, num_samples, seed
@@ -120,12 +139,19 @@ class ToyMetrics(pl.Callback):
         if not hasattr(datamodule, "modes"):
             raise UserError("ToyMetrics: the data module has no toy modes; use it with gan_lightning.data.ToyDataModule")
         conditions = pl_module.conditioning.conditions(self.num_samples, _real_fn(datamodule))
-        points = draw(pl_module, self.num_samples, seed=self.seed, labels=conditions)
-        self.last = mode_coverage(points, datamodule.modes, datamodule.sigma)
-        if getattr(pl_module, "refinement", None) is not None:
-            # The generator's own samples too, so that what refinement adds stays visible.
+        refines = _refines(pl_module)
+        desc = _bar(trainer, "toy metrics")
+        with progress(self.num_samples * (2 if refines else 1), desc or "", unit="pt", enabled=desc is not None,
+                      leave=False) as bar:
             plain = draw(pl_module, self.num_samples, seed=self.seed, labels=conditions, refine=False)
-            self.last.update({f"{k}_unrefined": v for k, v in mode_coverage(plain, datamodule.modes, datamodule.sigma).items()})
+            self.last = mode_coverage(plain, datamodule.modes, datamodule.sigma)
+            bar.update(self.num_samples)
+            if refines:
+                # The refined samples beside the generator's own, so that what refinement adds stays visible.
+                points = draw(pl_module, self.num_samples, seed=self.seed, labels=conditions, refine=True)
+                coverage = mode_coverage(points, datamodule.modes, datamodule.sigma)
+                self.last.update({f"{k}_refined": v for k, v in coverage.items()})
+                bar.update(self.num_samples)
         return self.last
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, *args: Any) -> None:
@@ -141,8 +167,8 @@ class ToyMetrics(pl.Callback):
 
 def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> dict[str, float]:
     """Log under ``val/`` at the current generator step, and put the values where Lightning's callbacks read
-    them (``trainer.callback_metrics``), so ``ModelCheckpoint(monitor="val/fid", mode="min")`` keeps the best
-    checkpoint and ``EarlyStopping`` can watch FID."""
+    them (``trainer.callback_metrics``), so ``ModelCheckpoint(monitor="val/fid_mnist", mode="min")`` keeps the
+    best checkpoint and ``EarlyStopping`` can watch FID."""
     values = {f"val/{k}": v for k, v in metrics.items()}
     for logger in trainer.loggers:
         logger.log_metrics(values, step=trainer.global_step)
@@ -151,8 +177,9 @@ def log_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> dict[str, flo
     return metrics
 
 
-def write_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
-    """Merge final metrics into ``<run dir>/metrics.json`` (atomically; process 0 only)."""
+def write_metrics(trainer: pl.Trainer, metrics: dict[str, float], about: Optional[dict[str, Any]] = None) -> None:
+    """Merge final metrics into ``<run dir>/metrics.json`` (atomically; process 0 only). ``about`` (e.g.
+    ``{"image_metrics": {"extractor": ..., "num_samples": ...}}``) is merged as it is: how the values were made."""
     if not trainer.is_global_zero:
         return
     path = os.path.join(trainer.default_root_dir, "metrics.json")
@@ -162,14 +189,21 @@ def write_metrics(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         with open(path) as f:
             current = json.load(f)
     current.update({"step": trainer.global_step, **{k: (v if math.isfinite(v) else None) for k, v in metrics.items()}})
+    current.update(about or {})
     with atomic_write(path, "w") as f:
         json.dump(current, f, indent=2)
 
 
 class ImageMetrics(pl.Callback):
     """FID and friends (``gan_lightning.metrics.image``) every ``every_n_steps`` generator steps and at the end
-    of fit, on the EMA generator where there is one; logged as ``val/<metric>`` and written to
+    of fit, on the EMA generator where there is one; logged as ``val/<key>`` and written to
     ``<run dir>/metrics.json``. ``seconds`` accumulates the time spent, to weigh the callback's cost.
+
+    Keys name the feature space: with the default extractor (the mnist5k domain classifier) they are
+    ``val/fid_mnist``, ``val/intra_fid_mnist``, ``val/accuracy``; only ``InceptionFeatures`` gives ``val/fid``
+    (``metric_key``). With ``model.refinement`` the refined samples' values come too, suffixed ``_refined``.
+    ``metrics.json`` also records, under ``image_metrics``, the extractor, its protocol and the sample and
+    reference counts used.
 
     ``metrics`` defaults to fid, plus accuracy and intra_fid for class-conditional models and the
     class-histogram collapse monitor for unconditional ones (KID's 100 kernel subsets cost more than the rest
@@ -196,6 +230,7 @@ class ImageMetrics(pl.Callback):
         self.seed, self.reference_seed, self.cache_dir = seed, reference_seed, cache_dir
         self.seconds = 0.0
         self.last: dict[str, float] = {}
+        self.used: dict[str, Any] = {}  # what the last evaluation used: extractor, protocol, counts
 
     def names(self, pl_module: Any) -> list[str]:
         if self.metrics is not None:
@@ -215,9 +250,18 @@ class ImageMetrics(pl.Callback):
         key = {"dataset": data_key(datamodule), "split": "train", "extractor": self.extractor.name,
                "count": self.num_reference, "seed": self.reference_seed}
         ref, _ = reference_features(lambda: real_uint8(datamodule, self.num_reference, self.reference_seed),
-                                    self.extractor, key, self.cache_dir)
-        gen = generated_features(pl_module, self.extractor, self.num_samples, self.seed, real=_real_fn(datamodule))
-        self.last = compute(self.names(pl_module), gen, ref)
+                                    self.extractor, key, self.cache_dir,
+                                    progress_desc=_bar(trainer, "reference features"), leave=False)
+        names, tag, real = self.names(pl_module), self.extractor.tag, _real_fn(datamodule)
+        self.last = {}
+        for refined in (False, True) if _refines(pl_module) else (False,):
+            what = "refined samples" if refined else "samples"
+            gen = generated_features(pl_module, self.extractor, self.num_samples, self.seed, real=real, refine=refined,
+                                     progress_desc=_bar(trainer, f"metrics: {what}"), leave=False)
+            self.last.update(named_metrics(names, gen, ref, tag, refined=refined,
+                                           progress_desc=_bar(trainer, f"metrics of the {what}"), leave=False))
+        self.used = {"extractor": self.extractor.name, "features": self.extractor.description,
+                     "num_samples": self.num_samples, "num_reference": len(ref.features)}
         self.seconds += time.perf_counter() - start
         return log_metrics(trainer, self.last)
 
@@ -235,5 +279,6 @@ class ImageMetrics(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
         if was_preempted(trainer):  # the scheduler's grace period is for the checkpoint, not a full evaluation
             return
-        write_metrics(trainer, self.evaluate(trainer, pl_module))
+        metrics = self.evaluate(trainer, pl_module)
+        write_metrics(trainer, metrics, {"image_metrics": self.used})
 

@@ -2,14 +2,18 @@
 
 An extractor takes uint8 images ``(N, C, H, W)`` in 0..255 — exactly what ``sample`` writes, so a metric never
 depends on how a caller scaled floats — and returns float features ``(N, F)``; ``logits`` gives class logits
-``(N, K)`` for the Inception Score and conditional accuracy. ``name`` keys the reference-statistics cache.
+``(N, K)`` for the Inception Score and conditional accuracy. ``name`` keys the reference-statistics cache;
+``tag`` names the feature space in the metrics' keys (``gan_lightning.metrics.image.metric_key``): Inception-v3
+values keep the names the literature uses (``fid``, ``kid``, ...), any other extractor's carry its tag
+(``fid_mnist``), since an FID in another feature space is a different number on a different scale.
 
 - ``DomainFeatures``: the project's domain classifier (``gan_lightning.metrics.classifier``), trained once on
-  the real data and cached; works offline.
+  the real data and cached; works offline. Tag ``mnist`` (``mnist5k`` and ``MNIST``), ``fashion``, ``cifar10``.
 - ``InceptionFeatures``: torch-fidelity's Inception-v3 (``inception-v3-compat``, the standard FID network);
-  its weights download online, or come from ``weights_path`` offline.
+  its weights download online, or come from ``weights_path`` offline. No tag: its values are *the* FID/KID.
 
-Subclass ``FeatureExtractor`` for anything else and name it by ``class_path``.
+Subclass ``FeatureExtractor`` for anything else and name it by ``class_path``; its values are tagged with the
+lower-cased class name unless it sets ``tag``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ class FeatureExtractor(nn.Module):
 
     name: str = "features"
     num_features: int = 0
+    #: The protocol, one line for the JSON outputs: network, layer, resizing.
+    description: str = "features of a user-defined extractor"
+
+    @property
+    def tag(self) -> str:
+        """The suffix of this feature space in metric keys (``fid_<tag>``); ``""`` only for Inception-v3."""
+        return type(self).__name__.lower()
 
     def prepare(self, device: torch.device | str = "cpu") -> "FeatureExtractor":
         """Load weights (lazily, so that parsing a config never trains or downloads) and move to ``device``."""
@@ -47,8 +58,19 @@ def _check_uint8(images: Tensor) -> None:
         raise UserError(f"feature extractor: expected uint8 images (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
 
 
+# Metric-key tags of the domain classifiers: the two MNIST classifiers share one (the JSON's ``extractor`` names
+# the exact weights).
+DOMAIN_TAGS = {"mnist5k": "mnist", "MNIST": "mnist", "FashionMNIST": "fashion", "CIFAR10": "cifar10"}
+
+
 class DomainFeatures(FeatureExtractor):
-    """Penultimate features and logits of the domain classifier of a data set."""
+    """Penultimate features (128-d, after the ReLU) and logits of the domain classifier of a data set.
+
+    Protocol: the images are taken at the data's own resolution (28x28 or 32x32; another size is refused, never
+    resized), mapped from 0..255 to [-1, 1] as in training, and go through the classifier in eval mode. The
+    values are comparable only between runs that use the same classifier weights (``name`` holds their digest)
+    and are not comparable with Inception FIDs from papers; their keys carry the tag (``fid_mnist``,
+    ``fid_fashion``, ``fid_cifar10``)."""
 
     def __init__(
         self,
@@ -60,7 +82,13 @@ class DomainFeatures(FeatureExtractor):
         check_dataset(data, "extractor.data")
         self.data, self.root, self.path = data, root, path
         self.name = f"domain-{data}"
+        self.description = (f"penultimate features of the {data} domain classifier at the data's resolution, "
+                            "no resizing")
         self.net: Optional[nn.Module] = None
+
+    @property
+    def tag(self) -> str:
+        return DOMAIN_TAGS[self.data]
 
     def prepare(self, device: torch.device | str = "cpu") -> "DomainFeatures":
         if self.net is None:
@@ -100,8 +128,18 @@ class DomainFeatures(FeatureExtractor):
 
 
 class InceptionFeatures(FeatureExtractor):
-    """torch-fidelity's Inception-v3 (2048-d pool features, 1008-way logits). Grayscale images are repeated to
-    three channels; torch-fidelity resizes to 299x299 itself."""
+    """torch-fidelity's Inception-v3 (2048-d pool3 features, 1008-way logits): the network of the original FID
+    (Heusel et al. 2017) and of the TensorFlow reference code, ported by torch-fidelity.
+
+    Protocol: grayscale images are repeated to three channels; torch-fidelity resizes uint8 images to 299x299 with
+    its bilinear interpolation that reproduces TensorFlow 1.x, *without* antialiasing, as the reference FID does.
+    torchmetrics' ``FrechetInceptionDistance`` (>= 1.8) resizes *with* antialiasing by default, which shifts the
+    value for images much smaller than 299; here torchmetrics only receives the features computed by
+    torch-fidelity, so its resizing never runs and the numbers follow torch-fidelity's (and the papers') protocol.
+    The keys have no tag: ``fid``, ``kid``, ``is``, ``precision``, ``recall``."""
+
+    description = ("Inception-v3 pool3 (torch-fidelity inception-v3-compat), bilinear resize to 299x299 "
+                   "without antialiasing (TensorFlow-compatible)")
 
     def __init__(
         self,
@@ -112,6 +150,10 @@ class InceptionFeatures(FeatureExtractor):
         self.name = "inception-v3-compat"
         self.num_features = 2048
         self.net: Optional[nn.Module] = None
+
+    @property
+    def tag(self) -> str:
+        return ""
 
     def prepare(self, device: torch.device | str = "cpu") -> "InceptionFeatures":
         if self.net is None:

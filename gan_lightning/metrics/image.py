@@ -12,7 +12,15 @@ How the numbers are made, so that they do not depend on the number of processes:
 - reference features (real images) are computed once per (data set, split, extractor, count, seed) and cached
   on disk, written atomically.
 
-Add a metric with ``@register_metric("name")`` on a function ``(generated, reference, options) -> dict``.
+What the keys say (``named_metrics``): ``compute`` returns the bare names (``fid``, ``kid``, ...); the callbacks
+and ``evaluate`` report them through ``metric_key``, which appends the feature space's tag to every value that
+depends on it (FID, KID, IS, precision/recall, intra-FID: ``fid_mnist`` for the MNIST classifier, plain ``fid``
+only for Inception-v3) and ``_refined`` to values of samples refined by D (``model.refinement``); plain keys
+always describe the generator's own samples. Conditional accuracy and the class histogram are decisions of the
+classifier, not distances in its feature space, and keep their names.
+
+Add a metric with ``@register_metric("name")`` on a function ``(generated, reference, options) -> dict``
+(``feature_space=False`` when its values do not depend on the extractor's features).
 """
 
 from __future__ import annotations
@@ -28,20 +36,50 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from gan_lightning.runtime.cache import cache_root
+from gan_lightning.runtime.console import progress
 from gan_lightning.runtime.files import atomic_write
 from gan_lightning.errors import UserError
 from gan_lightning.sampling.pixels import to_uint8
 from gan_lightning.sampling.draw import draw_indices
 
 METRICS: dict[str, Callable[..., dict[str, float]]] = {}
+# The metrics whose values are distances or scores in the extractor's feature space: their keys carry its tag.
+FEATURE_SPACE: set[str] = set()
 
 
-def register_metric(name: str) -> Callable:
+def register_metric(name: str, feature_space: bool = True) -> Callable:
+    """Register ``fn(generated, reference, **options) -> {key: value}`` under ``name``; ``feature_space``: its
+    values depend on the extractor (and are tagged with it in reported keys)."""
+
     def add(fn: Callable) -> Callable:
         METRICS[name] = fn
+        if feature_space:
+            FEATURE_SPACE.add(name)
+        else:
+            FEATURE_SPACE.discard(name)
         return fn
 
     return add
+
+
+def metric_key(key: str, tag: str = "", refined: bool = False) -> str:
+    """The reported name of a value ``key`` of a feature-space metric: ``fid`` -> ``fid_<tag>`` (unchanged for
+    Inception-v3, whose tag is empty), then ``_refined`` for D-refined samples. For a metric outside the feature
+    space pass ``tag=""``."""
+    return key + (f"_{tag}" if tag else "") + ("_refined" if refined else "")
+
+
+def named_metrics(names: list[str], gen: "FeatureSet", ref: "FeatureSet", tag: str, refined: bool = False,
+                  progress_desc: Optional[str] = None, leave: bool = True, **options: object) -> dict[str, float]:
+    """``compute`` with the reported keys (``metric_key``): feature-space values tagged with ``tag``, every value
+    suffixed ``_refined`` when ``refined``."""
+    out: dict[str, float] = {}
+    with progress(len(names), progress_desc or "", unit="metric", enabled=_shows(progress_desc), leave=leave) as bar:
+        for name in names:
+            values = METRICS[name](gen, ref, **options)
+            out.update({metric_key(k, tag if name in FEATURE_SPACE else "", refined): v for k, v in values.items()})
+            bar.update(1)
+    return out
 
 
 @dataclass
@@ -75,6 +113,9 @@ def check_metrics(names: list[str], field: str = "metrics") -> None:
 
 
 def frechet_distance(gen: Tensor, ref: Tensor) -> float:
+    """FID (Heusel et al. 2017): ``|mu_g - mu_r|^2 + Tr(S_g + S_r - 2 (S_g S_r)^(1/2))`` of the two feature sets,
+    by torchmetrics' ``FrechetInceptionDistance`` in float64 on features computed beforehand (so torchmetrics'
+    own resizing and Inception network are not used; the extractor's protocol applies). Unbiased covariances."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     fid = FrechetInceptionDistance(feature=_Given(gen.shape[1]), reset_real_features=False, sync_on_compute=False)
@@ -86,11 +127,15 @@ def frechet_distance(gen: Tensor, ref: Tensor) -> float:
 
 @register_metric("fid")
 def _fid(gen: FeatureSet, ref: FeatureSet, **_: object) -> dict[str, float]:
+    """``fid``: ``frechet_distance`` of all generated and all reference features."""
     return {"fid": frechet_distance(gen.features, ref.features)}
 
 
 @register_metric("kid")
 def _kid(gen: FeatureSet, ref: FeatureSet, kid_subsets: int = 100, kid_subset_size: int = 1000, **_: object) -> dict[str, float]:
+    """``kid``, ``kid_std``: KID (Binkowski et al. 2018), the unbiased MMD^2 with the cubic polynomial kernel
+    ``(x.y / d + 1)^3``, mean and standard deviation over ``kid_subsets`` random subsets of ``kid_subset_size``
+    (capped at the smaller set), by torchmetrics' ``KernelInceptionDistance`` on the given features."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = min(kid_subset_size, len(gen.features), len(ref.features))
@@ -108,6 +153,9 @@ def _kid(gen: FeatureSet, ref: FeatureSet, kid_subsets: int = 100, kid_subset_si
 
 @register_metric("is")
 def _inception_score(gen: FeatureSet, ref: FeatureSet, is_splits: int = 10, **_: object) -> dict[str, float]:
+    """``is``, ``is_std``: Inception Score (Salimans et al. 2016), ``exp E_x KL(p(y|x) || p(y))`` over
+    ``is_splits`` splits, by torchmetrics' ``InceptionScore`` on the extractor's logits (the 1008-way logits of
+    torch-fidelity's Inception-v3, or a domain classifier's, which gives a different, domain score)."""
     from torchmetrics.image.inception import InceptionScore
 
     if gen.logits is None:
@@ -122,6 +170,8 @@ def _inception_score(gen: FeatureSet, ref: FeatureSet, is_splits: int = 10, **_:
 
 @register_metric("pr")
 def _precision_recall(gen: FeatureSet, ref: FeatureSet, pr_neighborhood: int = 3, **_: object) -> dict[str, float]:
+    """``precision``, ``recall``: improved precision and recall (Kynkaanniemi et al. 2019), k-NN manifolds with
+    ``k = pr_neighborhood``, by torch-fidelity's ``prc_features_to_metric`` on the given features."""
     from torch_fidelity.metric_prc import prc_features_to_metric
 
     out = prc_features_to_metric(
@@ -131,8 +181,9 @@ def _precision_recall(gen: FeatureSet, ref: FeatureSet, pr_neighborhood: int = 3
     return {"precision": float(out["precision"]), "recall": float(out["recall"])}
 
 
-@register_metric("accuracy")
+@register_metric("accuracy", feature_space=False)
 def _accuracy(gen: FeatureSet, ref: FeatureSet, **_: object) -> dict[str, float]:
+    """``accuracy``: the fraction of samples whose argmax class logit is the class they were drawn for."""
     if gen.labels is None or gen.logits is None:
         raise UserError("metrics: 'accuracy' needs a class-conditional model and an extractor with class logits")
     return {"accuracy": float((gen.logits.argmax(1) == gen.labels).double().mean())}
@@ -151,7 +202,7 @@ def _intra_fid(gen: FeatureSet, ref: FeatureSet, **_: object) -> dict[str, float
     return {"intra_fid": float(sum(values) / len(values))} if values else {}
 
 
-@register_metric("class_histogram")
+@register_metric("class_histogram", feature_space=False)
 def _class_histogram(gen: FeatureSet, ref: FeatureSet, **_: object) -> dict[str, float]:
     """Collapse monitor for unconditional models: how evenly the classifier spreads the samples over classes.
     ``class_entropy`` is the entropy of the predicted-class histogram divided by log K (1 = uniform)."""
@@ -163,11 +214,21 @@ def _class_histogram(gen: FeatureSet, ref: FeatureSet, **_: object) -> dict[str,
     return {"classes_covered": float((p > 0).sum()), "class_entropy": float(-(nz * nz.log()).sum()) / math.log(k)}
 
 
-def compute(names: list[str], gen: FeatureSet, ref: FeatureSet, **options: object) -> dict[str, float]:
+def compute(names: list[str], gen: FeatureSet, ref: FeatureSet, progress_desc: Optional[str] = None,
+            leave: bool = True, **options: object) -> dict[str, float]:
+    """The metrics ``names`` of ``gen`` against ``ref``, under their bare keys (``fid``, ``kid``, ...; see
+    ``named_metrics`` for the reported ones); a bar over the metrics when ``progress_desc`` is given."""
     out: dict[str, float] = {}
-    for name in names:
-        out.update(METRICS[name](gen, ref, **options))
+    with progress(len(names), progress_desc or "", unit="metric", enabled=_shows(progress_desc), leave=leave) as bar:
+        for name in names:
+            out.update(METRICS[name](gen, ref, **options))
+            bar.update(1)
     return out
+
+
+def _shows(progress_desc: Optional[str]) -> bool:
+    """A bar is drawn for a described step, by process 0 only."""
+    return progress_desc is not None and _world()[0] == 0
 
 
 # ---------------------------------------------------------------------------------------------- distribution
@@ -201,39 +262,48 @@ def gather_sorted(index: Tensor, *tensors: Optional[Tensor]) -> list[Optional[Te
 
 
 @torch.no_grad()
-def extract(extractor: nn.Module, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Optional[Tensor]]:
+def extract(extractor: nn.Module, images: Tensor, batch_size: int = 500, progress_desc: Optional[str] = None,
+            leave: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+    """Features and logits (or None) of uint8 ``images``, ``batch_size`` at a time; a bar when ``progress_desc``."""
     feats, logits = [], []
     device = next(iter(extractor.buffers()), next(iter(extractor.parameters()), torch.empty(0))).device
-    for lo in range(0, len(images), batch_size):
-        batch = images[lo : lo + batch_size].to(device)
-        feats.append(extractor(batch).float().cpu())
-        lg = extractor.logits(batch)
-        if lg is not None:
-            logits.append(lg.float().cpu())
+    with progress(len(images), progress_desc or "", enabled=_shows(progress_desc), leave=leave) as bar:
+        for lo in range(0, len(images), batch_size):
+            batch = images[lo : lo + batch_size].to(device)
+            feats.append(extractor(batch).float().cpu())
+            lg = extractor.logits(batch)
+            if lg is not None:
+                logits.append(lg.float().cpu())
+            bar.update(len(batch))
     return torch.cat(feats), (torch.cat(logits) if logits else None)
 
 
 @torch.no_grad()
 def generated_features(model, extractor: nn.Module, num_samples: int, seed: int = 0, batch_size: int = 500,
-                       real: Optional[Callable[[int], Tensor]] = None) -> FeatureSet:
+                       real: Optional[Callable[[int], Tensor]] = None, refine: bool = False,
+                       progress_desc: Optional[str] = None, leave: bool = True) -> FeatureSet:
     """Features of samples ``0 .. num_samples-1`` of the seeded draw, this process drawing its share. The
     conditions are the model's seeded conditions (``conditioning.conditions``; ``real(n)`` gives real samples
-    for conditions made from images); class labels, where the condition names them, come along."""
+    for conditions made from images); class labels, where the condition names them, come along. The generator's
+    own samples, or with ``refine=True`` those refined by ``model.refinement``. A bar over this process's share
+    (process 0's) when ``progress_desc`` is given."""
     rank, world = _world()
     index = torch.arange(rank, num_samples, world)
     conditioning = model.conditioning
     all_conditions = conditioning.conditions(num_samples, real)
     feats, logits, labels = [], [], []
-    for lo in range(0, len(index), batch_size):
-        idx = index[lo : lo + batch_size]
-        c = all_conditions[idx] if all_conditions is not None else None
-        images = to_uint8(draw_indices(model, idx, seed, c))
-        f, lg = extract(extractor, images, batch_size)
-        feats.append(f)
-        logits.append(lg)
-        y = conditioning.class_labels(c)
-        if y is not None:
-            labels.append(y)
+    with progress(len(index), progress_desc or "", enabled=_shows(progress_desc), leave=leave) as bar:
+        for lo in range(0, len(index), batch_size):
+            idx = index[lo : lo + batch_size]
+            c = all_conditions[idx] if all_conditions is not None else None
+            images = to_uint8(draw_indices(model, idx, seed, c, refine=refine))
+            f, lg = extract(extractor, images, batch_size)
+            feats.append(f)
+            logits.append(lg)
+            y = conditioning.class_labels(c)
+            if y is not None:
+                labels.append(y)
+            bar.update(len(idx))
     f = torch.cat(feats) if feats else torch.empty(0, extractor.num_features)
     lg = torch.cat(logits) if logits and logits[0] is not None else None
     y = torch.cat(labels) if labels else None
@@ -260,15 +330,17 @@ def reference_cache_path(dataset: str, split: str, extractor: str, count: int, s
 
 
 def reference_features(images_fn: Callable[[], tuple[Tensor, Tensor]], extractor: nn.Module, key: dict,
-                       cache_dir: Optional[str] = None) -> tuple[FeatureSet, bool]:
-    """Reference features from the cache, or computed from ``images_fn()`` (uint8 images, labels) and cached.
-    Returns the set and whether it came from the cache."""
+                       cache_dir: Optional[str] = None, progress_desc: Optional[str] = None,
+                       leave: bool = True) -> tuple[FeatureSet, bool]:
+    """Reference features from the cache, or computed from ``images_fn()`` (uint8 images, labels) and cached
+    (with a bar over the images when ``progress_desc`` is given). Returns the set and whether it came from the
+    cache. The set may hold fewer images than ``key["count"]`` when the data has fewer."""
     path = reference_cache_path(cache_dir=cache_dir, **key)
     if path.is_file():
         data = torch.load(path, map_location="cpu", weights_only=True)
         return FeatureSet(data["features"], data.get("logits"), data.get("labels")), True
     images, labels = images_fn()
-    feats, logits = extract(extractor, images)
+    feats, logits = extract(extractor, images, progress_desc=progress_desc, leave=leave)
     rank, _ = _world()
     if rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)

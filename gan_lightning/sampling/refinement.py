@@ -8,8 +8,10 @@ where D's score is flat, barely moves. This is the latent-space form of discrimi
 (Tanaka 2019, *Discriminator optimal transport*; Che et al. 2020, *Your GAN is secretly an energy-based
 model*, whose Langevin sampler adds noise to the same gradient steps).
 
-Named in an experiment as ``model.refinement``; every sample the model draws then goes through it (metrics,
-grids, ``sample``), and ``ToyMetrics`` also reports the unrefined generator's values for comparison. Each
+Named in an experiment as ``model.refinement``; every sample the model draws then goes through it (grids,
+``sample``, whose .npz then says ``refined``). The metrics keep the two apart: ``ToyMetrics``, ``ImageMetrics``
+and ``evaluate`` report the generator's own samples under the plain keys (``modes``, ``fid_mnist``) and the
+refined ones beside them with a ``_refined`` suffix (``modes_refined``, ``fid_mnist_refined``). Each
 sample's refined noise depends only on its own noise and condition (D and G run in eval mode, and the gradient
 of a sum of per-sample scores is per sample), so a seeded draw stays the same however it is split into batches
 or processes.

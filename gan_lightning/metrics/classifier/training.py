@@ -17,6 +17,7 @@ from gan_lightning.errors import UserError
 from gan_lightning.metrics.classifier.datasets import check_dataset, load_split
 from gan_lightning.metrics.classifier.network import DomainClassifier, device_of, predict
 from gan_lightning.metrics.classifier.storage import classifier_path, load_classifier, save_classifier
+from gan_lightning.runtime.console import progress, progress_shown
 from gan_lightning.sampling.pixels import to_float
 
 # Default passes over the training split: about 700 steps of 256 on the 60,000-image sets (~99% on MNIST),
@@ -62,7 +63,7 @@ def train_classifier(
     max_steps: Optional[int] = None,  # Stop after this many steps (tests); None = all epochs.
     augment: str = "shift",       # shift: random translations of up to 2 pixels | none.
     device: str = "cpu",          # Where to train: cpu, cuda, cuda:1, ...
-    verbose: bool = True,         # Print the loss to stderr every 100 steps.
+    verbose: bool = True,         # Progress on stderr: a bar on a terminal (loss every 100 steps), else a line per 100 steps.
 ) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train a DomainClassifier on the real training split, measure it on the real test split, save it.
 
@@ -85,7 +86,8 @@ def train_classifier(
     with torch.random.fork_rng(devices=[dev] if dev.type != "cpu" else [], device_type=dev.type):
         torch.manual_seed(seed)
         model = DomainClassifier(channels, size, num_classes, width).to(dev)
-        steps = _fit(model, x_train, y_train, epochs, seed, batch_size, lr, max_steps, augment, verbose)
+        steps = _fit(model, x_train, y_train, epochs, seed, batch_size, lr, max_steps, augment, verbose,
+                     desc=f"{name} classifier")
     accuracy = float((predict(model, x_test) == y_test).double().mean())
     meta = {
         "data": name,
@@ -101,12 +103,13 @@ def train_classifier(
 
 
 def _fit(model: DomainClassifier, x_train: Tensor, y_train: Tensor, epochs: int, seed: int, batch_size: int,
-         lr: float, max_steps: Optional[int], augment: str, verbose: bool) -> int:
+         lr: float, max_steps: Optional[int], augment: str, verbose: bool, desc: str = "classifier") -> int:
     """Train ``model`` in place, leave it in eval mode, return the number of steps taken.
 
-    Adam with a one-cycle learning rate; shuffled batches indexed straight from the uint8 tensors.
+    Adam with a one-cycle learning rate; shuffled batches indexed straight from the uint8 tensors. With
+    ``verbose``: a progress bar over the steps when stderr is a terminal (the loss in its postfix every 100
+    steps), otherwise one line per 100 steps.
     """
-    device = device_of(model)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps_per_epoch = len(y_train) // batch_size  # drop the ragged last batch: BatchNorm dislikes tiny ones.
@@ -114,6 +117,19 @@ def _fit(model: DomainClassifier, x_train: Tensor, y_train: Tensor, epochs: int,
         raise UserError(f"batch_size: {batch_size} is larger than the {len(y_train)} training images; lower it")
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     model.train()
+    bar_shown = progress_shown(verbose)
+    with progress(total, desc, unit="step", enabled=verbose) as bar:
+        step = _steps(model, opt, x_train, y_train, gen, steps_per_epoch, total, batch_size, lr, augment, verbose,
+                      bar, bar_shown)
+    model.eval()
+    return step
+
+
+def _steps(model: DomainClassifier, opt: torch.optim.Optimizer, x_train: Tensor, y_train: Tensor,
+           gen: torch.Generator, steps_per_epoch: int, total: int, batch_size: int, lr: float, augment: str,
+           verbose: bool, bar: Any, bar_shown: bool) -> int:
+    """The training loop of ``_fit``: ``total`` steps; returns the number taken."""
+    device = device_of(model)
     step = 0
     while step < total:
         order = torch.randperm(len(y_train), generator=gen)
@@ -131,10 +147,13 @@ def _fit(model: DomainClassifier, x_train: Tensor, y_train: Tensor, epochs: int,
             loss.backward()
             opt.step()
             step += 1
+            bar.update(1)
             if verbose and (step % 100 == 0 or step == total):
                 # .item() syncs, but only every 100 steps, and this loop runs on the CPU in practice.
-                print(f"  step {step}/{total}  loss {loss.item():.4f}", file=sys.stderr, flush=True)
-    model.eval()
+                if bar_shown:
+                    bar.set_postfix_str(f"loss {loss.item():.4f}")
+                else:
+                    print(f"  step {step}/{total}  loss {loss.item():.4f}", file=sys.stderr, flush=True)
     return step
 
 
