@@ -21,7 +21,7 @@ PNG_DIR ?= runs/$(EXP)/pngs
 DATA   ?= $(or $(GAN_LIGHTNING_DATA),data)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast sample interpolate pngs evaluate classifier sweep report bench bench-gpu clean
+.PHONY: help install train test test-fast sample interpolate pngs evaluate classifier sweep report bench bench-gpu clean clean-runs
 
 help:  ## List the targets.
 	@grep -hE '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench: $(STAMP)  ## Benchmarks into BENCHMARKS.md (machine, command, date, table
 bench-gpu: $(STAMP)  ## On a CUDA machine: every CUDA-marked test and the GPU throughput table, into BENCHMARKS.md.
 	$(PY) benchmarks/gpu.py $(ARGS)
 
-clean:  ## Remove runs/, wandb/ and caches (keeps .venv).
-	rm -rf runs wandb lightning_logs .pytest_cache
+clean:  ## Remove caches, wandb/ and lightning_logs/ (keeps runs/ with its checkpoints, and .venv).
+	rm -rf wandb lightning_logs .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +
+
+clean-runs:  ## Remove runs/: every run directory, checkpoints included.
+	rm -rf runs

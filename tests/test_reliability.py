@@ -1,6 +1,6 @@
 """Reliability: checkpoints that survive a kill mid-write, a clean checkpointed stop on SIGTERM/SIGUSR1
-(in process, on 2 processes, and through the real command line), and pickling of parametrized (spectral-norm)
-networks, which ``gan_ddp_spawn`` needs.
+(in process, on 2 processes, and through the real command line), SLURM's requeue after that stop and the requeued
+job's resume, and pickling of parametrized (spectral-norm) networks, which ``gan_ddp_spawn`` needs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import pytest
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -166,6 +167,90 @@ def test_preemption_on_two_processes_stops_every_rank_at_the_same_step(tmp_path,
     assert was_preempted(trainer) and int(trainer.callback_metrics["preemption/signal"]) == signal.SIGUSR1
 
 
+SLURM_JOB = {"SLURM_NTASKS": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "gan", "SLURM_PROCID": "0",
+             "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+
+
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment of a one-task SLURM batch job launched with ``srun`` (what ``SLURMEnvironment.detect``
+    reads), and an ``scontrol`` first on PATH that appends its arguments to the returned file instead of requeueing."""
+    for key in ("SLURM_ARRAY_JOB_ID", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in SLURM_JOB.items():
+        monkeypatch.setenv(key, value)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "scontrol_calls.txt"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> "{calls}"\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+class StartState(pl.Callback):
+    """The step and a copy of the weights at the start of training (after any checkpoint was restored)."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.step = trainer.global_step
+        self.state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+@pytest.mark.parametrize("requeue_signal", [None, "SIGUSR2"], ids=["detected-usr1", "plugin-usr2"])
+def test_slurm_requeue_follows_the_preemption_checkpoint_and_the_requeued_job_resumes(tmp_path, monkeypatch, capsys,
+                                                                                      requeue_signal):
+    """A SLURM job (fake environment; ``scontrol`` intercepted) gets its requeue signal after step 3: SIGUSR1 with
+    the environment Lightning detects by itself, or SIGUSR2 given to ``SLURMEnvironment(requeue_signal=...)`` and to
+    ``Preemption(signals=...)``. The run stops after step 3 with last.ckpt, then Lightning's auto-requeue, chained by
+    Preemption, writes hpc_ckpt_1.ckpt of the same step and weights and runs ``scontrol requeue 4242`` once. The
+    requeued job (a second fit in the same directory, no ckpt_path) starts from that checkpoint: step 3 and the
+    weights the first job stopped with, and runs on to max_steps."""
+    calls = fake_slurm(tmp_path, monkeypatch)
+    run = tmp_path / "run"
+    sig = signal.SIGUSR1 if requeue_signal is None else signal.Signals[requeue_signal]
+    plugins: list[Any] = [AtomicCheckpointIO()]
+    if requeue_signal is not None:
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=sig))
+    assert SLURMEnvironment.detect()
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, sig)}
+
+    model = H.mlp_gan(g_norm="none")
+    probe = SignalAt(3, sig)
+    preemption = Preemption() if requeue_signal is None else Preemption(signals=["SIGTERM", requeue_signal])
+    trainer = H.trainer(run, 50, callbacks=[probe, preemption], plugins=plugins)
+    trainer.fit(model, H.OrderedToy(num_samples=256, batch_size=8))
+
+    assert probe.handler == preemption._handler  # ours during training; Lightning's requeue ran after the save
+    assert trainer.global_step == 3 and was_preempted(trainer) and preemption.signum == sig
+    assert calls.read_text() == "requeue 4242\n"
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    hpc = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=False)
+    assert last["global_step"] == hpc["global_step"] == 3
+    assert same_state(hpc["state_dict"], model.state_dict()) == []
+    assert same_state(last["state_dict"], model.state_dict()) == []
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert sum(line.startswith("preempted at step 3:") for line in capsys.readouterr().err.splitlines()) == 1
+
+    # The requeued job: same job id and directory, a fresh process state, no ckpt_path.
+    start = StartState()
+    again = H.trainer(run, 6, callbacks=[start, Preemption()], plugins=plugins[1:])
+    again.fit(H.mlp_gan(g_norm="none", seed=1), H.OrderedToy(num_samples=256, batch_size=8))
+    assert again.ckpt_path == str(run / "hpc_ckpt_1.ckpt")
+    assert start.step == 3 and same_state(start.state, hpc["state_dict"]) == []
+    assert again.global_step == 6 and not was_preempted(again)
+    assert calls.read_text() == "requeue 4242\n"  # no signal, no second requeue
+
+
+def test_without_slurm_sigusr1_neither_requeues_nor_writes_an_hpc_checkpoint(tmp_path, monkeypatch):
+    """Outside SLURM nothing is chained: SIGUSR1 only checkpoints and stops, as SIGTERM does."""
+    calls = fake_slurm(tmp_path, monkeypatch)
+    for key in SLURM_JOB:
+        monkeypatch.delenv(key)
+    trainer = H.trainer(tmp_path / "run", 50, callbacks=[SignalAt(2, signal.SIGUSR1), Preemption()])
+    trainer.fit(H.mlp_gan(g_norm="none"), H.OrderedToy(num_samples=256, batch_size=8))
+    assert trainer.global_step == 2 and was_preempted(trainer)
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert not list((tmp_path / "run").glob("hpc_ckpt_*")) and not calls.exists()
+
+
 def test_resume_hint_repeats_the_command_line_without_an_old_ckpt_path():
     main = str(REPO / "gan_lightning" / "__main__.py")
     argv = [main, "fit", "--config", "my exp.yaml", "--ckpt_path", "old.ckpt", "--seed_everything=3",
@@ -231,6 +316,51 @@ def test_sigterm_to_a_real_fit_saves_resumable_checkpoint_and_exits_143(tmp_path
                               for n in ("resumed", "uninterrupted"))
     assert resumed["global_step"] == uninterrupted["global_step"] == target
     assert same_state(resumed["state_dict"], uninterrupted["state_dict"]) == []
+
+
+@pytest.mark.slow
+def test_slurm_job_through_the_cli_is_requeued_and_the_requeued_job_resumes(tmp_path, monkeypatch):
+    """``python -m gan_lightning fit`` as ``srun`` starts it in a SLURM job (fake environment, ``scontrol``
+    intercepted), SIGUSR1 once the first checkpoint is written: exit code 143, last.ckpt and hpc_ckpt_1.ckpt of the
+    same step N in the run directory named from the job id, and one ``scontrol requeue``. The same command line
+    started again (the requeued job; only max_steps lowered so that it ends) resumes from hpc_ckpt_1.ckpt by itself
+    and ends at its max_steps without requeueing again."""
+    calls = fake_slurm(tmp_path, monkeypatch)
+    cmd = [sys.executable, "-m", "gan_lightning", "fit", "--config", str(REPO / "experiments" / "toy_ring.yaml"),
+           f"--trainer.default_root_dir={tmp_path / 'runs'}", "--wandb=disabled", "--trainer.enable_progress_bar=false",
+           "--trainer.callbacks=[]", "--model.generator.init_args.hidden=[32]",
+           "--model.discriminator.init_args.hidden=[32]", "--checkpoint.every_n_train_steps=10"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run_dir = tmp_path / "runs" / "toy_ring" / "4242-seed0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    with open(tmp_path / "first.log", "w+") as log:
+        proc = subprocess.Popen([*cmd, "--trainer.max_steps=100000"], cwd=tmp_path, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 240
+            while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert last.exists(), "the run wrote no checkpoint"
+            proc.send_signal(signal.SIGUSR1)
+            code = proc.wait(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log.seek(0)
+        first = log.read()
+    assert code == PREEMPTED_EXIT_CODE, first[-3000:]
+    step = int(re.findall(r"^preempted at step (\d+): saved (\S+);", first, re.MULTILINE)[0][0])
+    assert torch.load(last, weights_only=False)["global_step"] == step >= 10
+    assert torch.load(run_dir / "hpc_ckpt_1.ckpt", weights_only=False)["global_step"] == step
+    assert calls.read_text() == "requeue 4242\n"
+
+    target = step + 5
+    again = subprocess.run([*cmd, f"--trainer.max_steps={target}"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"Restoring states from the checkpoint path at {run_dir / 'hpc_ckpt_1.ckpt'}" in again.stdout + again.stderr
+    assert torch.load(last, weights_only=False)["global_step"] == target
+    assert calls.read_text() == "requeue 4242\n"
 
 
 # ------------------------------------------------------------------------------------------------ pickling

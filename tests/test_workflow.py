@@ -15,8 +15,10 @@ import math
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +132,56 @@ def test_sweep_runner_env_logs_and_failures(tmp_path: Path):
     text = sweep.summary("demo", str(tmp_path), runs)
     assert text.splitlines()[0] == f"sweep demo: 2 ok, 1 failed ({tmp_path})"
     assert re.search(r"failed .*x=3-seed0/fit.log  \[exit 3\]", text)
+
+
+def test_gpu_slots_give_each_slot_its_own_gpus():
+    """N slots split the visible GPUs into N equal disjoint sets, in order (a remainder stays unused so every run
+    gets as many); fewer GPUs than slots are shared round-robin; no GPUs or one slot change nothing."""
+    gpus = ["0", "1", "2", "3", "4"]
+    assert sweep.gpu_slots(gpus[:4], 2) == ["0,1", "2,3"]
+    assert sweep.gpu_slots(gpus, 2) == ["0,1", "2,3"]
+    assert sweep.gpu_slots(gpus, 5) == gpus
+    assert sweep.gpu_slots(gpus[:2], 3) == ["0", "1", "0"]
+    assert sweep.gpu_slots(["GPU-a1", "GPU-b2"], 2) == ["GPU-a1", "GPU-b2"]
+    assert sweep.gpu_slots([], 3) == [None, None, None]
+    assert sweep.gpu_slots(gpus, 1) == [None]
+    for parallel in range(1, 7):  # disjoint whenever there are enough GPUs
+        slots = [s for s in sweep.gpu_slots(gpus, parallel) if s is not None]
+        ids = [g for s in slots for g in s.split(",")]
+        if parallel > 1 and parallel <= len(gpus):
+            assert len(ids) == len(set(ids)) == parallel * (len(gpus) // parallel)
+
+
+def test_visible_gpus_follow_cuda_visible_devices():
+    import torch
+
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": " GPU-a1 , GPU-b2"}) == ["GPU-a1", "GPU-b2"]
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": "1,-1,2"}) == ["1"]  # CUDA stops at an invalid entry
+    assert sweep.visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert sweep.visible_gpus({}) == [str(i) for i in range(torch.cuda.device_count())]
+
+
+def test_sweep_runner_gives_concurrent_runs_different_gpus(tmp_path: Path):
+    """Five runs, two slots with two GPUs each: every run sees its slot's CUDA_VISIBLE_DEVICES, runs that overlap
+    in time never share a slot, and both slots are used."""
+    script = ("import os, sys, time; print(os.environ.get('CUDA_VISIBLE_DEVICES'), time.time(), flush=True); "
+              "time.sleep(float(sys.argv[1])); print(time.time())")
+    runs = [sweep.Run({"x": str(i)}, f"x={i}", 0, str(tmp_path / f"x={i}-seed0"),
+                      [sys.executable, "-c", script, str(0.3 + 0.2 * (i % 2))]) for i in range(5)]
+    sweep.execute(runs, parallel=2, env=dict(os.environ), slots=sweep.gpu_slots(["0", "1", "2", "3"], 2))
+    assert [r.status for r in runs] == ["ok"] * 5
+    spans = []
+    for r in runs:
+        first, second = Path(r.log).read_text().split("\n")[:2]
+        devices, start = first.split()
+        assert devices == r.gpus and devices in ("0,1", "2,3")
+        spans.append((float(start), float(second), devices))
+    assert {d for _, _, d in spans} == {"0,1", "2,3"}
+    for i, (s1, e1, d1) in enumerate(spans):
+        for s2, e2, d2 in spans[i + 1:]:
+            if s1 < e2 and s2 < e1:
+                assert d1 != d2, spans
 
 
 # ------------------------------------------------------------------------------------------------ W&B sweep files
@@ -280,18 +332,21 @@ def check_png(path: Path) -> None:
 
 def test_report_on_fabricated_runs(tmp_path: Path, fabricated: dict, capsys: pytest.CaptureFixture):
     out = tmp_path / "report"
+    capsys.readouterr()
     code = report.main([str(tmp_path / "runs" / "toy_a"), str(tmp_path / "runs" / "toy_b"), "--out", str(out)])
     assert code == 0
+    printed = capsys.readouterr().out
     rows = read_csv_rows(out / "report.csv")
     assert len(rows) == 4
     by_run = {(r["experiment"], int(r["seed"])): r for r in rows}
     assert set(by_run) == set(FINAL)
-    # Only the config values that differ; bookkeeping (run_dir, experiment, seed, paths, wandb) left out.
+    # Only the config values that differ (init_args left out of the names); plumbing (run_dir, experiment, seed,
+    # paths, wandb, plugins whose repr differs by address) left out.
     config_columns = [c for c in rows[0] if "." in c]
-    assert config_columns == ["model.n_critic", "data.init_args.name"]
+    assert config_columns == ["model.n_critic", "data.name"]
     for (exp, seed), row in by_run.items():
         assert row["model.n_critic"] == ("1" if exp == "toy_a" else "2")
-        assert row["data.init_args.name"] == ("ring" if exp == "toy_a" else "grid")
+        assert row["data.name"] == ("ring" if exp == "toy_a" else "grid")
         assert row["run"] == f"{exp}/20260101-000000-seed{seed}" and row["step"] == "200"
         for metric, value in FINAL[(exp, seed)].items():
             if (exp, seed) == ("toy_b", 1) and metric == "reverse_kl":
@@ -321,14 +376,82 @@ def test_report_on_fabricated_runs(tmp_path: Path, fabricated: dict, capsys: pyt
     for exp in ("toy_a", "toy_b"):
         for seed in (0, 1):
             assert f"`{exp}/20260101-000000-seed{seed}`" in md
+    # Two experiments: their differing settings are listed once per experiment, not repeated on every row.
     metric_header = "modes | high_quality | reverse_kl | seconds | kimg |"
-    assert f"| run | group | seed | step | model.n_critic | data.name | {metric_header}" in md
-    assert f"| group | runs | model.n_critic | data.name | {metric_header}" in md
+    assert f"| run | group | seed | step | {metric_header}" in md
+    assert f"| group | experiment | runs | {metric_header}" in md
+    assert "| setting | toy_a | toy_b |\n| --- | --- | --- |\n| model.n_critic | 1 | 2 |\n" \
+           "| data.name | ring | grid |\n" in md
     modes_a = [FINAL[("toy_a", s)]["modes"] for s in (0, 1)]
-    assert f"{np.mean(modes_a):.4g} ± {np.std(modes_a, ddof=1):.4g} (n=2)" in md
+    group_a = f"{np.mean(modes_a):.4g} ± {np.std(modes_a, ddof=1):.4g} (n=2)"
+    assert f"| g1 | toy_a | 2 | {group_a} |" in md
+    assert re.search(r"^g1 +toy_a +2 +" + re.escape(group_a), printed, re.M)
+    assert re.search(r"^model.n_critic +1 +2$", printed, re.M)
+    *tables, last = printed.splitlines()
+    assert max(len(line) for line in tables) <= report.WIDTH
+    assert last == f"report of 4 runs in 2 groups: {out}{os.sep} (report.md, report.csv, groups.csv, " \
+                   "curves_step.png, curves_time.png)"
     assert "![curves_step](curves_step.png)" in md and "![curves_time](curves_time.png)" in md
     check_png(out / "curves_step.png")
     check_png(out / "curves_time.png")
+
+
+def resolved_config(experiment: str, capsys: pytest.CaptureFixture) -> dict[str, Any]:
+    """The config ``fit --config experiments/<experiment>.yaml`` resolves (every class's defaults filled in)."""
+    from gan_lightning.commands import main as cli_main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # --print_config exits once it has printed
+        cli_main(["fit", "--config", str(REPO / "experiments" / f"{experiment}.yaml"), "--print_config"])
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+PLUMBING_WORDS = ("callbacks", "run_dir", "default_root_dir", "checkpoint", "wandb", "logger", "plugins", "seed",
+                  "root", "cache_dir", "experiment")
+
+
+@pytest.mark.slow
+def test_report_of_two_different_experiments_fits_on_a_screen(tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Two experiments that differ in almost everything (a conditional DCGAN on MNIST with its sample and metric
+    callbacks, a ResNet SNGAN on CIFAR-10), two seeds each, with the config.yaml fit writes (resolved, run
+    directory and checkpoint folder filled in): the printed tables fit in WIDTH columns; the group table is group,
+    experiment, runs and one column per metric; the model and data settings that differ are listed once per
+    experiment; no table or CSV column shows plumbing (callbacks, paths, loggers, seeds)."""
+    fids = {("cgan_mnist5k", 0): 31.5, ("cgan_mnist5k", 1): 35.5, ("sngan_proj_cifar10", 0): 20.25,
+            ("sngan_proj_cifar10", 1): 24.0}
+    for experiment in ("cgan_mnist5k", "sngan_proj_cifar10"):
+        config = resolved_config(experiment, capsys)
+        for seed in (0, 1):
+            run = tmp_path / "runs" / experiment / f"2026010{seed}-000000-seed{seed}"
+            run.mkdir(parents=True)
+            config.update(seed_everything=seed, experiment=experiment, run_dir=str(run), wandb="auto")
+            config["trainer"]["default_root_dir"] = str(run)
+            config["checkpoint"]["dirpath"] = str(run / "checkpoints")
+            (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            (run / "metrics.json").write_text(json.dumps({"step": 4000, "fid": fids[(experiment, seed)]}))
+    out = tmp_path / "report"
+    assert report.main([str(tmp_path / "runs" / "cgan_mnist5k"), str(tmp_path / "runs" / "sngan_proj_cifar10"),
+                        "--out", str(out)]) == 0
+    *tables, _ = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in tables) <= report.WIDTH
+    md = (out / "report.md").read_text()
+    fid = {e: f"{np.mean(v):.4g} ± {np.std(v, ddof=1):.4g} (n=2)"
+           for e in ("cgan_mnist5k", "sngan_proj_cifar10") for v in [[fids[(e, s)] for s in (0, 1)]]}
+    assert "| group | experiment | runs | fid |\n| --- | --- | --- | --- |\n" \
+           f"| g1 | cgan_mnist5k | 2 | {fid['cgan_mnist5k']} |\n" \
+           f"| g2 | sngan_proj_cifar10 | 2 | {fid['sngan_proj_cifar10']} |\n" in md
+    settings = md.split("## Settings")[1].split("## Runs")[0]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("| ").split(" | ")]
+                                               for line in settings.splitlines() if line.startswith("| "))}
+    assert rows["setting"] == ["cgan_mnist5k", "sngan_proj_cifar10"]
+    assert rows["model.generator"] == ["DCGANGenerator", "ResNetGenerator"]
+    assert rows["data"] == ["EmbeddedMNIST", "TorchvisionImages"]
+    assert len(rows) > 10  # many settings differ, each on a line of its own
+    setting_columns = [c for c in read_csv_rows(out / "report.csv")[0]
+                       if c not in ("run", "group", "experiment", "seed", "step", "fid", "path")]
+    assert set(setting_columns) == set(rows) - {"setting", "---"}
+    for key in setting_columns:
+        assert not any(word in key for word in PLUMBING_WORDS), key
 
 
 def test_report_curves_mean_and_band(fabricated: dict):
@@ -339,15 +462,19 @@ def test_report_curves_mean_and_band(fabricated: dict):
     assert notes == []
     for key in ("train/d_loss", "train/d_real"):
         stacked = np.stack([curves_for("toy_a", s)[key] for s in (0, 1)])
-        x, mean, std = report._aggregate(runs, key, time_axis=False)
-        np.testing.assert_array_equal(x, STEPS)
-        np.testing.assert_allclose(mean, stacked.mean(0), rtol=1e-12)
-        np.testing.assert_allclose(std, stacked.std(0, ddof=1), rtol=1e-12)
-        x, mean, _ = report._aggregate(runs, key, time_axis=True)
-        np.testing.assert_allclose(x, STEPS * np.mean([0.05, 0.06]), rtol=1e-12)
-    x, mean, std = report._aggregate(runs, "val/modes", time_axis=False)  # logged every other step
-    np.testing.assert_array_equal(x, STEPS[1::2])
-    np.testing.assert_allclose(mean, np.stack([curves_for("toy_a", s)["val/modes"][1::2] for s in (0, 1)]).mean(0))
+        agg = report.aggregate(runs, key, time_axis=False)
+        np.testing.assert_array_equal(agg["x"], STEPS)
+        np.testing.assert_allclose(agg["mean"], stacked.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(agg["std"], stacked.std(0, ddof=1), rtol=1e-12)
+        agg = report.aggregate(runs, key, time_axis=True)
+        np.testing.assert_allclose(agg["x"], STEPS * np.mean([0.05, 0.06]), rtol=1e-12)
+        single = report.aggregate(runs[:1], key, time_axis=False)  # one run: its values, no band
+        np.testing.assert_allclose(single["mean"], stacked[0], rtol=1e-12)
+        assert single["std"].isna().all()
+    agg = report.aggregate(runs, "val/modes", time_axis=False)  # logged every other step
+    np.testing.assert_array_equal(agg["x"], STEPS[1::2])
+    modes = np.stack([curves_for("toy_a", s)["val/modes"][1::2] for s in (0, 1)])
+    np.testing.assert_allclose(agg["mean"], modes.mean(0))
 
 
 def test_report_wall_time_of_a_step(tmp_path: Path):
@@ -355,9 +482,9 @@ def test_report_wall_time_of_a_step(tmp_path: Path):
     have it, extrapolated past them at the last rate, never below 0."""
     (tmp_path / "metrics.csv").write_text("step,progress/seconds,val/modes\n1,0.5,\n3,0.9,\n5,,2.0\n2,,1.0\n")
     series = report.read_csv(tmp_path / "metrics.csv")
-    np.testing.assert_array_equal(series.get("val/modes")[0], [2, 5])
-    np.testing.assert_allclose(series.seconds_at(np.array([0.0, 1.0, 2.0, 5.0])), [0.3, 0.5, 0.7, 1.3])
-    np.testing.assert_allclose(series.seconds_at(np.array([-10.0])), [0.0])
+    np.testing.assert_array_equal(series["val/modes"].dropna().index, [2, 5])
+    np.testing.assert_allclose(report.seconds_at(series, np.array([0.0, 1.0, 2.0, 5.0])), [0.3, 0.5, 0.7, 1.3])
+    np.testing.assert_allclose(report.seconds_at(series, np.array([-10.0])), [0.0])
 
 
 def test_report_tolerates_missing_files_and_columns(tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -417,6 +544,23 @@ def test_make_help_lists_workflow_targets():
     assert re.search(r"^\s+sweep\s+\S", out, re.M) and re.search(r"^\s+report\s+\S", out, re.M)
 
 
+def test_make_clean_keeps_runs_and_clean_runs_removes_them(tmp_path: Path):
+    """``make clean`` (run on a scratch folder) removes wandb/, lightning_logs/ and the caches but keeps runs/ and
+    its checkpoints; only the explicit ``make clean-runs`` removes runs/."""
+    ckpt = tmp_path / "runs" / "toy_ring" / "r-seed0" / "checkpoints" / "last.ckpt"
+    for folder in ("wandb/offline-run-1", "lightning_logs/version_0", ".pytest_cache/v", "pkg/__pycache__"):
+        (tmp_path / folder).mkdir(parents=True)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"weights")
+    (tmp_path / "pkg" / "module.py").write_text("x = 1\n")
+    make = ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path)]
+    subprocess.run(make + ["clean"], capture_output=True, text=True, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg", "runs"]
+    assert ckpt.read_bytes() == b"weights" and [p.name for p in (tmp_path / "pkg").iterdir()] == ["module.py"]
+    subprocess.run(make + ["clean-runs"], capture_output=True, text=True, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]
+
+
 # ------------------------------------------------------------------------------------------------ a real sweep
 
 @pytest.fixture(scope="module")
@@ -458,6 +602,63 @@ def test_real_sweep_runs_every_point_and_reports_failures(real_sweep: dict):
     again = run_command(real_sweep["argv"] + ["--dry_run"])
     skipped = [line for line in again.stdout.splitlines() if line.startswith("# finished before, skipped")]
     assert len(skipped) == 4 and not any("loss=foo" in line for line in skipped)
+
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_its_unfinished_run_from_last_ckpt(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture):
+    """A one-run sweep (toy ring, small nets, 200 steps, a checkpoint every 20) gets Ctrl-C once the run has written
+    its first checkpoint: the run is stopped by SIGTERM, writes last.ckpt of its step N and the sweep exits 130.
+    Started again, the sweep resumes that run with --ckpt_path last.ckpt (Lightning restores it, the metrics.csv
+    rows below N are the first attempt's) and it finishes at step 200; a third start would skip it."""
+    import torch
+
+    root = tmp_path / "runs"
+    args = ["--config", "experiments/toy_ring.yaml", "--seeds", "0", "--runs_root", str(root), "--name", "r",
+            "--trainer.max_steps=200", "--checkpoint.every_n_train_steps=20", "--trainer.log_every_n_steps=20",
+            "--wandb=disabled", "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
+            "--model.generator.init_args.hidden=[32]", "--model.discriminator.init_args.hidden=[32]"]
+    argv = [sys.executable, "-m", "gan_lightning", "sweep", *args]
+    run_dir = root / "toy_ring" / "sweep-r" / "base-seed0"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop(sweep.ENV_VAR, None)
+    first = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not last.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert last.exists(), "the run wrote no checkpoint"
+        first.send_signal(signal.SIGINT)
+        out = first.communicate(timeout=120)[0]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, out
+    [record] = json.loads((run_dir.parent / "sweep.json").read_text())["runs"]
+    assert record["status"] == "interrupted" and record["returncode"] == 143  # fit's preemption exit code
+    step = torch.load(last, weights_only=False)["global_step"]
+    assert 20 <= step < 200
+    assert f"preempted at step {step}: saved {last}" in (run_dir / "fit.log").read_text()
+    rows_before = [r for r in read_csv_rows(run_dir / "metrics.csv") if int(r["step"]) < step]
+    assert rows_before
+
+    again = run_command(argv)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resume {run_dir} from {last}" in again.stdout and "sweep r: 1 ok" in again.stdout
+    [record] = json.loads((run_dir.parent / "sweep.json").read_text())["runs"]
+    assert record["status"] == "ok" and record["resumed_from"] == str(last) and "--ckpt_path" not in record["command"]
+    log = (run_dir / "fit.log").read_text()
+    earlier, _, resumed = log.partition(f"# sweep: resuming from {last}")
+    assert f"preempted at step {step}" in earlier and f"Restoring states from the checkpoint path at {last}" in resumed
+    assert torch.load(last, weights_only=False)["global_step"] == 200
+    rows = read_csv_rows(run_dir / "metrics.csv")
+    assert [r for r in rows if int(r["step"]) < step] == rows_before  # kept, not logged again
+    assert max(int(r["step"]) for r in rows) == 200
+
+    capsys.readouterr()
+    assert sweep.main([*args, "--dry_run"]) == 0
+    assert capsys.readouterr().out.startswith("# finished before, skipped: ")
 
 
 @pytest.mark.slow

@@ -11,8 +11,14 @@ The grid comes from ``--grid KEY=V1,V2`` (repeatable) and ``--seeds``, or from a
 the seeds, and the ``--config`` files and fixed options of its ``command`` are used as they are), so the same
 file serves ``wandb agent`` and offline sweeps. Arguments the sweep does not know go to every run.
 
-Running a sweep again skips the runs that finished (``sweep.json`` says ok and the command is unchanged) and
-runs the others again from scratch; ``--overwrite`` runs everything again.
+With ``--parallel N`` on a machine with GPUs, each of the N slots gets its own GPUs: the visible ones
+(``CUDA_VISIBLE_DEVICES`` if set, else every CUDA device) split into N equal, disjoint sets, one per slot, given
+to the slot's runs as ``CUDA_VISIBLE_DEVICES``; with fewer GPUs than slots, slots share them round-robin.
+
+Running a sweep again skips the runs that finished (``sweep.json`` says ok and the command is unchanged), resumes
+an unfinished run (stopped by Ctrl-C, a kill or a preemption) from its ``checkpoints/last.ckpt`` with
+``--ckpt_path`` when its command is unchanged, and runs the others again from scratch; ``--overwrite`` runs
+everything again from scratch.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
@@ -56,15 +62,26 @@ class Run:
     status: str = "pending"  # pending | ok | failed | skipped | interrupted
     returncode: Optional[int] = None  # Exit code of the fit process.
     seconds: float = 0.0   # Wall seconds of the run.
+    resume_from: Optional[str] = None  # The unfinished attempt's last.ckpt this run continues from.
+    gpus: Optional[str] = None  # CUDA_VISIBLE_DEVICES of the slot it ran in (None: unchanged).
 
     @property
     def log(self) -> str:
         return os.path.join(self.run_dir, "fit.log")
 
+    @property
+    def last_ckpt(self) -> str:
+        return os.path.join(self.run_dir, "checkpoints", "last.ckpt")
+
+    @property
+    def argv(self) -> list[str]:
+        """The command line launched: ``command``, plus ``--ckpt_path`` when it resumes."""
+        return self.command + (["--ckpt_path", self.resume_from] if self.resume_from else [])
+
     def record(self) -> dict[str, Any]:
         return {"point": self.point, "seed": self.seed, "run_dir": self.run_dir, "log": self.log,
-                "command": self.command, "status": self.status, "returncode": self.returncode,
-                "seconds": round(self.seconds, 2)}
+                "command": self.command, "resumed_from": self.resume_from, "gpus": self.gpus,
+                "status": self.status, "returncode": self.returncode, "seconds": round(self.seconds, 2)}
 
 
 def split_values(text: str) -> list[str]:
@@ -301,38 +318,84 @@ def _previous(sweep_dir: str) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def execute(runs: list[Run], parallel: int, env: dict[str, str], on_change: Any = None) -> None:
-    """Run the pending runs, ``parallel`` at a time, each writing to its ``fit.log``; a failure stops nothing."""
+def visible_gpus(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The GPUs the runs may use, as ``CUDA_VISIBLE_DEVICES`` entries: the ones ``CUDA_VISIBLE_DEVICES`` lists
+    when it is set (indices or UUIDs, up to the first empty or negative entry, as CUDA reads it), else
+    ``0 .. n-1`` for the n CUDA devices torch sees (none on a machine without CUDA)."""
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        gpus = []
+        for entry in environ["CUDA_VISIBLE_DEVICES"].split(","):
+            entry = entry.strip()
+            if not entry or entry.startswith("-"):
+                break
+            gpus.append(entry)
+        return gpus
+    import torch  # only here: the sweep itself needs no torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def gpu_slots(gpus: Sequence[str], parallel: int) -> list[Optional[str]]:
+    """``CUDA_VISIBLE_DEVICES`` of each of the ``parallel`` slots: ``len(gpus) // parallel`` GPUs of their own per
+    slot (disjoint, in order; the remainder unused, so every run gets the same number), or, with fewer GPUs than
+    slots, one GPU each round-robin (slots share). None (leave the variable as it is) without GPUs or with one
+    slot, whose runs see every visible GPU."""
+    if not gpus or parallel == 1:
+        return [None] * parallel
+    if len(gpus) < parallel:
+        return [gpus[i % len(gpus)] for i in range(parallel)]
+    k = len(gpus) // parallel
+    return [",".join(gpus[i * k:(i + 1) * k]) for i in range(parallel)]
+
+
+def execute(runs: list[Run], parallel: int, env: dict[str, str], on_change: Any = None,
+            slots: Sequence[Optional[str]] = ()) -> None:
+    """Run the pending runs, ``parallel`` at a time, each writing to its ``fit.log`` (appended to when it resumes);
+    a failure stops nothing. A run takes a free slot and gives it back when it ends; with ``slots`` (one
+    ``CUDA_VISIBLE_DEVICES`` value or None per slot, :func:`gpu_slots`) it runs with its slot's GPUs."""
     pending = [r for r in runs if r.status == "pending"]
-    active: list[tuple[Run, subprocess.Popen, Any, float]] = []
+    free = list(range(parallel))
+    devices = list(slots) or [None] * parallel
+    active: list[tuple[Run, subprocess.Popen, Any, float, int]] = []
     total, started = len(pending), 0
     try:
         while pending or active:
             while pending and len(active) < parallel:
-                run = pending.pop(0)
+                run, slot = pending.pop(0), free.pop(0)
                 started += 1
                 os.makedirs(run.run_dir, exist_ok=True)
-                log = open(run.log, "w")
-                print(f"[{started}/{total}] start {run.run_dir}", flush=True)
-                proc = subprocess.Popen(run.command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                log = open(run.log, "a" if run.resume_from else "w")
+                run_env = dict(env)
+                run.gpus = devices[slot]
+                if run.gpus is not None:
+                    run_env["CUDA_VISIBLE_DEVICES"] = run.gpus
+                what = f"resume {run.run_dir} from {run.resume_from}" if run.resume_from else f"start {run.run_dir}"
+                gpus = f" (CUDA_VISIBLE_DEVICES={run.gpus})" if run.gpus is not None else ""
+                print(f"[{started}/{total}] {what}{gpus}", flush=True)
+                if run.resume_from:
+                    log.write(f"\n# sweep: resuming from {run.resume_from}\n")
+                    log.flush()
+                proc = subprocess.Popen(run.argv, stdout=log, stderr=subprocess.STDOUT, env=run_env,
                                         stdin=subprocess.DEVNULL)
-                active.append((run, proc, log, time.perf_counter()))
+                active.append((run, proc, log, time.perf_counter(), slot))
             time.sleep(0.2)
             for item in list(active):
-                run, proc, log, start = item
+                run, proc, log, start, slot = item
                 if proc.poll() is None:
                     continue
                 log.close()
                 active.remove(item)
+                free.append(slot)
+                free.sort()
                 run.returncode, run.seconds = proc.returncode, time.perf_counter() - start
                 run.status = "ok" if proc.returncode == 0 else "failed"
                 print(f"      {run.status:<6} {run.seconds:7.1f}s {run.run_dir}", flush=True)
                 if on_change:
                     on_change()
     except KeyboardInterrupt:
-        for run, proc, log, start in active:
-            proc.terminate()
-        for run, proc, log, start in active:
+        for run, proc, log, start, _ in active:
+            proc.terminate()  # SIGTERM: fit's Preemption writes last.ckpt, from which the next sweep resumes
+        for run, proc, log, start, _ in active:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -353,7 +416,7 @@ def summary(name: str, sweep_dir: str, runs: list[Run]) -> str:
     lines = [f"sweep {name}: {head} ({sweep_dir})"]
     for run in runs:
         detail = f"{run.seconds:7.1f}s" if run.status in ("ok", "failed") else " " * 8
-        line = f"  {run.status:<11} {detail} {run.log}"
+        line = f"  {run.status:<11} {detail} {run.log}" + ("  (resumed)" if run.resume_from else "")
         if run.status == "failed":
             line += f"  [exit {run.returncode}] {_last_line(run.log)}"
         lines.append(line)
@@ -373,24 +436,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the sweep; 0 when every run succeeded (or finished before), 1 when any failed."""
     args, name, sweep_dir, runs = plan(sys.argv[1:] if argv is None else argv)
     env = run_env(name, args.parallel)
+    slots = gpu_slots(visible_gpus(), args.parallel) if args.parallel > 1 else [None]
     previous = {} if args.overwrite else _previous(sweep_dir)
     for run in runs:
         before = previous.get(run.run_dir)
         if before and before.get("status") in ("ok", "skipped") and before.get("command") == run.command \
                 and os.path.isfile(os.path.join(run.run_dir, "config.yaml")):
             run.status, run.returncode, run.seconds = "skipped", before.get("returncode"), before.get("seconds") or 0.0
+        elif not args.overwrite and os.path.isfile(run.last_ckpt) \
+                and (before is None or before.get("command") == run.command):
+            run.resume_from = run.last_ckpt  # an unfinished attempt of this exact run
 
     if args.dry_run:
         prefix = " ".join(f"{k}={shlex.quote(env[k])}" for k in (ENV_VAR, "OMP_NUM_THREADS")
                           if env.get(k) != os.environ.get(k))
-        for run in runs:
+        for i, run in enumerate(runs):
             done = "# finished before, skipped: " if run.status == "skipped" else ""
-            print(f"{done}{prefix} {shlex.join(run.command)} > {shlex.quote(run.log)} 2>&1")
+            gpus = f" CUDA_VISIBLE_DEVICES={shlex.quote(slots[i % len(slots)])}" if slots[i % len(slots)] else ""
+            print(f"{done}{prefix}{gpus} {shlex.join(run.argv)} > {shlex.quote(run.log)} 2>&1")
         return 0
 
     for run in runs:
-        if run.status == "pending" and os.path.exists(run.run_dir):
-            shutil.rmtree(run.run_dir)  # an earlier, unfinished attempt of this exact run
+        if run.status == "pending" and not run.resume_from and os.path.exists(run.run_dir):
+            shutil.rmtree(run.run_dir)  # an earlier attempt that left no checkpoint, or ran another command
+    if any(s is not None for s in slots):
+        print("GPUs per slot: " + ", ".join(f"{i + 1}: CUDA_VISIBLE_DEVICES={s}" for i, s in enumerate(slots)),
+              flush=True)
 
     record = {"name": name, "sweep_dir": sweep_dir, "parallel": args.parallel,
               "started": _dt.datetime.now().isoformat(timespec="seconds")}
@@ -400,7 +471,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     save()
     try:
-        execute(runs, args.parallel, env, save)
+        execute(runs, args.parallel, env, save, slots)
     except KeyboardInterrupt:
         print(summary(name, sweep_dir, runs))
         return 130

@@ -6,6 +6,9 @@
 - :class:`Preemption` catches SIGTERM and SIGUSR1 (SLURM sends SIGUSR1 ahead of the time limit with ``#SBATCH
   --signal=USR1@90``, and SIGTERM when it cancels or preempts a job), writes ``last.ckpt`` at the end of the
   current generator step, prints how to resume, and stops; a CLI then exits with :data:`PREEMPTED_EXIT_CODE`.
+  Under SLURM it then hands SIGUSR1 on to Lightning's auto-requeue (``SLURMEnvironment(auto_requeue=True)``, what
+  Lightning picks by itself for a job launched with ``srun``), which saves ``hpc_ckpt_<n>.ckpt`` in the run
+  directory and runs ``scontrol requeue``; the requeued job, in the same run directory, resumes from that file.
 """
 
 from __future__ import annotations
@@ -101,16 +104,22 @@ class Preemption(pl.Callback):
     torchrun signal every worker); with ``gan_ddp_spawn``/``gan_ddp_fork`` the launching process itself is not
     covered.
 
-    Lightning's own handlers: ``Trainer.fit`` installs a SIGTERM handler after ``on_fit_start`` (and, under
-    SLURM with auto-requeue, a SIGUSR1 handler that saves an ``hpc_ckpt`` and requeues the job); its SIGTERM
-    handler kills the other processes and ends the run with ``SIGTERMException`` at the next step, without a
-    checkpoint. This callback therefore installs its handlers in ``on_train_start``, after Lightning's, so that
-    during training they replace Lightning's for the signals in ``signals`` (under SLURM, requeue from the job
-    script when the exit code is :data:`PREEMPTED_EXIT_CODE`); it puts the previous ones back in
-    ``on_train_end`` (or ``on_exception``), before Lightning restores the handlers it found when ``fit``
-    began. A signal that arrives after the last training batch is recorded in ``signum`` but, the run having
-    finished, does not count as a preemption. Handlers can only be installed in the main thread; elsewhere the
-    callback warns and does nothing.
+    Lightning's own handlers: ``Trainer.fit`` installs a SIGTERM handler after ``on_fit_start`` and, when the
+    cluster environment is a ``SLURMEnvironment`` with ``auto_requeue`` (Lightning's default under ``srun``), a
+    handler for its ``requeue_signal`` (SIGUSR1) that saves ``<default_root_dir>/hpc_ckpt_<n>.ckpt`` and runs
+    ``scontrol requeue <job id>`` on process 0; a later ``fit`` under SLURM without ``ckpt_path``, in the same
+    ``default_root_dir`` (``fit``'s run directory is named from ``SLURM_JOB_ID``, which a requeued job keeps),
+    resumes from the newest such file. This callback installs its handlers in ``on_train_start``, after Lightning's,
+    and keeps the ones they replace. At the end of the step, after writing ``last.ckpt``, it calls the replaced
+    handler of the signal it got (Lightning's requeue, if installed), so that handler runs between steps instead of
+    in the middle of one, with the other callbacks' state consistent. SIGTERM is the exception: Lightning's SIGTERM
+    handler would end the run with ``SIGTERMException`` at the next step, without a checkpoint, so it is not called
+    (under SLURM, SIGTERM comes after the requeue or from ``scancel``). Give :class:`Preemption` the same signal as
+    ``SLURMEnvironment(requeue_signal=...)`` when it is not SIGUSR1. The replaced handlers are put back in
+    ``on_train_end`` (or ``on_exception``), before Lightning restores the handlers it found when ``fit`` began. A
+    signal that arrives after the last training batch is recorded in ``signum`` but, the run having finished, does
+    not count as a preemption. Handlers can only be installed in the main thread; elsewhere the callback warns and
+    does nothing.
     """
 
     def __init__(
@@ -162,6 +171,18 @@ class Preemption(pl.Callback):
             print(f"preempted at step {trainer.global_step}: saved {path}; resume with: {resume_hint(path)}",
                   file=sys.stderr, flush=True)
         trainer.should_stop = True
+        self._chain(signum)
+
+    def _chain(self, signum: int) -> None:
+        """Call the handler this callback replaced for ``signum`` (Lightning's SLURM requeue, which saves its
+        ``hpc_ckpt`` and requeues the job): every process, at the same step, since its save is collective. Not for
+        SIGTERM, nor Python's SIGINT handler (a KeyboardInterrupt after a clean stop), nor the default or ignoring
+        dispositions."""
+        if signum == signal.SIGTERM:
+            return
+        previous = self._previous.get(signal.Signals(signum))
+        if callable(previous) and previous is not signal.default_int_handler:
+            previous(signum, None)
 
     def _restore_handlers(self) -> None:
         for sig, handler in self._previous.items():
