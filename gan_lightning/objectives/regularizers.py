@@ -38,7 +38,8 @@ for the device: no ``.item()``, ``float()``/``bool()`` of a tensor, nor a decisi
 ``R1``, ``R2`` and ``GradientPenalty`` take ``every``: the penalty is computed on every ``every``-th D step (the
 first included) with its weight multiplied by ``every`` ("lazy regularization", StyleGAN2: Karras et al. 2020,
 R1 every 16 minibatches); the cadence is saved in checkpoints, so a resumed run keeps it. ``LeCam`` anchors D's
-scores to EMAs of its past scores (Tseng et al. 2021).
+scores to EMAs of its past scores (Tseng et al. 2021). ``PathLength`` is StyleGAN2's path-length penalty on G,
+lazy in the same way (every 4 G steps by default).
 
 A new regularizer is a subclass named by ``class_path`` in a YAML::
 
@@ -48,11 +49,14 @@ A new regularizer is a subclass named by ``class_path`` in a YAML::
           init_args: {gamma: 0.1, every: 16}
         - class_path: gan_lightning.objectives.LeCam
           init_args: {weight: 0.3}
+        - class_path: gan_lightning.objectives.PathLength   # with gan_lightning.nets.stylegan2.StyleGAN2Generator
+          init_args: {weight: 2.0, every: 4}
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -417,3 +421,70 @@ class ClassLoss(Regularizer):
 
     def g(self, ctx: Context) -> Tensor:
         return self._term(ctx.fake, "aux_g", ctx)
+
+
+class PathLength(LazyRegularizer):
+    """StyleGAN2's path-length regularization (Karras et al. 2020, "Analyzing and Improving the Image Quality of
+    StyleGAN"; as in StyleGAN2-ADA's ``training/loss.py``), in G's loss: on a G forward of its own over
+    ``N // batch_shrink`` fresh noise vectors (with the conditions of the phase's first fakes),
+
+        ``a_i = sqrt(mean_l ||d<G(w)_i, y_i> / d w_il||^2)``, ``y_i ~ N(0, I) / sqrt(H * W)``
+
+    over the layers' ``ws`` ``w_il``, and the term ``weight * mean_i (a_i - m)^2`` with ``m = pl_mean + decay *
+    (mean_i a_i - pl_mean)``, ``pl_mean`` the exponential moving average of the lengths (a buffer, so it resumes
+    exactly). As in the reference, ``m`` keeps its gradient through this step's mean. Logs the unweighted penalty
+    as ``train/pl_penalty`` and ``train/pl_mean`` on the steps it is computed.
+
+    Lazy (``LazyRegularizer``): computed on every ``every``-th G step (the first included) with its weight
+    multiplied by ``every`` (the reference: 4). The generator must have ``images_and_ws(z, c)`` returning the
+    images and the ``ws`` ``(N, num_ws, w_dim)`` they were made from (``gan_lightning.nets.stylegan2``). Under a
+    distributed strategy the forward runs on the unwrapped generator, inside the G phase's single backward (its
+    gradients reach the same parameters), and ``pl_mean`` follows the mean over all processes, so every process
+    keeps the same buffer.
+    """
+
+    double_backward = True
+
+    def __init__(
+        self,
+        weight: float = 2.0,     # Weight of the penalty (StyleGAN2 and StyleGAN2-ADA: 2).
+        every: int = 4,          # Compute it every this many G steps, weighted by this (the reference: 4).
+        batch_shrink: int = 2,   # Its batch is the phase's batch size divided by this (the reference: 2).
+        decay: float = 0.01,     # Decay of the moving average of the path lengths (the reference: 0.01).
+    ) -> None:
+        super().__init__(every, "PathLength.every")
+        self.weight = _non_negative(weight, "PathLength.weight")
+        self.batch_shrink = _positive_int(batch_shrink, "PathLength.batch_shrink")
+        if not 0.0 < decay <= 1.0:
+            raise UserError(f"PathLength.decay: must be in (0, 1], got {decay}")
+        self.decay = float(decay)
+        self.register_buffer("pl_mean", torch.zeros(()))
+
+    def g(self, ctx: Context) -> Optional[Tensor]:
+        if not self._advance():
+            return None
+        if ctx.generator is None or ctx.sample_z is None:
+            raise RuntimeError("PathLength.g: the G phase's context carries no generator or sample_z")
+        net = getattr(ctx.generator, "module", ctx.generator)  # a DistributedDataParallel wrapper's network
+        if not callable(getattr(net, "images_and_ws", None)):
+            raise UserError(f"model.regularizers: PathLength needs a generator with images_and_ws (e.g. "
+                            f"gan_lightning.nets.stylegan2.StyleGAN2Generator); {type(net).__name__} has none")
+        n = max(1, ctx.fake.x.shape[0] // self.batch_shrink)
+        c = ctx.fake.c[:n] if ctx.fake.c is not None else None
+        images, ws = net.images_and_ws(ctx.sample_z(n), c)
+        noise = torch.randn_like(images) / math.sqrt(images.shape[2] * images.shape[3])
+        (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
+        lengths = grads.square().sum(2).mean(1).sqrt()
+        mean = lengths.mean()
+        pl_mean = self.pl_mean.lerp(mean.to(self.pl_mean.dtype), self.decay)
+        with torch.no_grad():
+            batch_mean = mean.detach().to(self.pl_mean.dtype)
+            if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+                batch_mean = batch_mean.clone()
+                dist.all_reduce(batch_mean)
+                batch_mean = batch_mean / dist.get_world_size()
+            self.pl_mean.copy_(self.pl_mean.lerp(batch_mean, self.decay))
+        penalty = (lengths - pl_mean).square().mean()
+        ctx.stats["pl_penalty"] = penalty.detach()
+        ctx.stats["pl_mean"] = self.pl_mean.detach().clone()
+        return self.weight * self.every * penalty
