@@ -45,11 +45,23 @@ kind of condition subclasses one of them, or ``Conditioning`` itself, in the use
 
 A method may also give D an auxiliary classifier (``has_class_head``): then ``condition_output`` returns
 ``(score, class_logits)``, and the ``ClassLoss`` regularizer trains it.
+
+**Recorded arguments.** The conditioning methods and the networks (``gan_lightning.nets``) are built by classes
+whose metaclass is ``Recorded``: every instance remembers the arguments it was called with, defaults included.
+``describe(obj)`` gives them in the form a YAML names a class by, ``{"class_path": ..., "init_args": {...}}``
+(nested methods included), and ``build(description)`` makes the same object again. This is how a model trained
+from Python, or a generator exported on its own, is rebuilt from a checkpoint or a ``config.json`` without the code
+that first built it.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Literal, Optional, Sequence
+import copy
+import functools
+import importlib
+import inspect
+import numbers
+from typing import Any, Callable, Literal, Optional, Sequence
 
 import numpy as np
 import torch
@@ -58,9 +70,168 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lightning.errors import UserError
-from gan_lightning.sampling.draw import labels_for
 
 ROLES = ("generator", "discriminator")
+
+
+# ---------------------------------------------------------------------------------------------- recorded arguments
+@functools.lru_cache(maxsize=None)
+def init_signature(cls: type) -> inspect.Signature:
+    """The signature a class is called with: its ``__init__``'s, without ``self``."""
+    sig = inspect.signature(cls.__init__)
+    return sig.replace(parameters=list(sig.parameters.values())[1:])
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class Recorded(type):
+    """Metaclass: an instance remembers the arguments its class was called with (see ``describe``).
+
+    Only the outermost call is recorded (a subclass's ``super().__init__(...)`` is part of building it), and a
+    value that cannot be written as JSON (a function, a tensor, a module of another kind) is recorded as a
+    refusal that ``describe`` reports, naming the argument: the object itself is built as usual."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        obj = super().__call__(*args, **kwargs)
+        remember(obj, args, kwargs)
+        return obj
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        # What inspect.signature(cls) shows: the arguments of __init__, not this metaclass's (*args, **kwargs).
+        return init_signature(cls)
+
+
+def remember(obj: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+    """Record that ``obj`` was built by ``type(obj)(*args, **kwargs)``: its description, or why there is none."""
+    cls = type(obj)
+    bound = init_signature(cls).bind(*args, **kwargs)
+    bound.apply_defaults()
+    init_args: dict[str, Any] = {}
+    problem = None
+    if "<locals>" in cls.__qualname__:
+        problem = (f"{cls.__qualname__} is defined inside a function and cannot be imported again; define it at "
+                   "module level")
+    for name, value in bound.arguments.items():
+        kind = init_signature(cls).parameters[name].kind
+        if kind is inspect.Parameter.VAR_POSITIONAL:
+            if value and problem is None:
+                problem = f"{name}: positional arguments beyond the named ones cannot be recorded; pass them by name"
+            continue
+        items = value.items() if kind is inspect.Parameter.VAR_KEYWORD else [(name, value)]
+        for key, item in items:
+            try:
+                init_args[key] = _encode(item, key)
+            except _NotRecordable as err:
+                problem = problem or str(err)
+    description = None if problem else {"class_path": class_path(cls), "init_args": init_args}
+    obj.__dict__["_recorded"] = (description, problem)
+
+
+class _NotRecordable(Exception):
+    pass
+
+
+def _encode(value: Any, where: str) -> Any:
+    """A JSON value for an argument: plain values as they are (tuples as lists), recorded objects as their
+    descriptions."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and "class_path" not in value:
+        return {k: _encode(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(type(value), Recorded):
+        description, problem = value.__dict__.get("_recorded", (None, "it was never built"))
+        if problem:
+            raise _NotRecordable(f"{where}: {problem}")
+        return copy.deepcopy(description)
+    raise _NotRecordable(f"{where}: a {type(value).__name__} cannot be written to a config (plain values, lists, "
+                         "dicts and gan_lightning networks and conditioning methods can)")
+
+
+def describe(obj: Any, field: str = "model") -> dict[str, Any]:
+    """``{"class_path": ..., "init_args": {...}}``: how ``obj`` was built, nested conditioning methods included,
+    as JSON values; ``build`` makes the same object from it. A one-line ``UserError`` naming ``field`` when ``obj``
+    cannot be described (built with a value that has no JSON form, or a class defined inside a function)."""
+    if not isinstance(type(obj), Recorded):
+        raise UserError(f"{field}: {type(obj).__name__} does not record the arguments it is built with; give it "
+                        "metaclass gan_lightning.conditioning.Recorded (every network and conditioning method has it)")
+    description, problem = obj.__dict__.get("_recorded", (None, "it is not built yet"))
+    if problem:
+        raise UserError(f"{field}: {type(obj).__name__} cannot be described: {problem}")
+    return copy.deepcopy(description)
+
+
+def record_of(obj: Any) -> Any:
+    """What a checkpoint keeps of a part of a model built in Python, for ``build`` to make it again: a plain value
+    (a loss name, None) as it is, lists item by item, an object its ``describe`` description, and an object that
+    cannot be described ``{"class_path": ..., "problem": why}`` (its class, without arguments)."""
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (list, tuple, nn.ModuleList)):
+        return [record_of(item) for item in obj]
+    try:
+        return describe(obj, type(obj).__name__)
+    except UserError as err:
+        return {"class_path": class_path(type(obj)), "problem": str(err)}
+
+
+def import_class(path: Any, field: str) -> type:
+    """The class named by a dotted ``path`` (a module, then attributes: ``pkg.module.Outer.Inner``)."""
+    if not isinstance(path, str) or "." not in path:
+        raise UserError(f"{field}.class_path: expected a dotted class path such as "
+                        f"gan_lightning.nets.DCGANGenerator, got {path!r}")
+    parts = path.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[cut:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            break
+        if isinstance(obj, type):
+            return obj
+        break
+    raise UserError(f"{field}.class_path: cannot import the class {path!r}; install or put on PYTHONPATH the "
+                    "module that defines it")
+
+
+def build(description: Any, base: Optional[type] = None, field: str = "model") -> Any:
+    """The object ``describe`` described: its class imported and called with its ``init_args`` (nested
+    descriptions built first). Only classes with the ``Recorded`` metaclass are called, and with ``base`` only
+    its subclasses, so a description names networks and conditioning methods and nothing else."""
+    if not isinstance(description, dict) or "class_path" not in description:
+        raise UserError(f"{field}: expected {{'class_path': ..., 'init_args': {{...}}}}, got {type(description).__name__}")
+    cls = import_class(description["class_path"], field)
+    if not isinstance(cls, Recorded):
+        raise UserError(f"{field}.class_path: {description['class_path']!r} is not a gan_lightning network or "
+                        "conditioning method")
+    if base is not None and not issubclass(cls, base):
+        raise UserError(f"{field}.class_path: {description['class_path']!r} is not a {base.__name__}")
+    init_args = description.get("init_args") or {}
+    if not isinstance(init_args, dict):
+        raise UserError(f"{field}.init_args: expected a mapping of argument names to values")
+    return cls(**{k: _decode(v, f"{field}.init_args.{k}") for k, v in init_args.items()})
+
+
+def _decode(value: Any, field: str) -> Any:
+    if isinstance(value, dict) and "class_path" in value:
+        return build(value, None, field)
+    if isinstance(value, list):
+        return [_decode(v, f"{field}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _decode(v, f"{field}.{k}") for k, v in value.items()}
+    return value
 
 #: ``draw(n, c)``: samples ``0..n-1`` of a seeded draw with conditions ``c``, in data space.
 DrawFn = Callable[[int, Optional[Tensor]], Tensor]
@@ -88,13 +259,14 @@ class PlainNorm(CondNorm):
 
 
 
-class Conditioning(nn.Module):
+class Conditioning(nn.Module, metaclass=Recorded):
     """No condition: the hooks leave everything as it is and the model draws unconditional samples. Subclass
     to add a method."""
 
     kind: str = "none"                  # a name for messages; models pair G and D of the same kind
     roles: tuple[str, ...] = ROLES      # the networks this method can condition
     num_classes: int = 0
+    needs_classes: bool = False         # a network built with it and no num_classes waits for the data's
     needs_feature_maps: bool = False    # networks without feature maps (MLP) refuse it
     has_class_head: bool = False        # D returns (scores, class logits): train it with regularizers.ClassLoss
 
@@ -194,6 +366,7 @@ class LabelConditioning(Conditioning):
     uniformly drawn labels, seeded draws cycle through the classes, grids show one row per class."""
 
     kind = "label"
+    needs_classes = True
 
     def bind(self, num_classes: int, role: str) -> None:
         super().bind(num_classes, role)
@@ -230,6 +403,8 @@ class LabelConditioning(Conditioning):
         return torch.randint(0, self.num_classes, (n,), device=device)
 
     def conditions(self, n: int, real: RealFn = None) -> Tensor:
+        from gan_lightning.sampling.draw import labels_for  # here: sampling's modules may import this one
+
         return labels_for(n, self.num_classes)
 
     def check(self, c: Optional[Tensor], n: int, where: str = "labels") -> None:
@@ -243,6 +418,8 @@ class LabelConditioning(Conditioning):
                           real: RealFn = None) -> Tensor:
         if images is not None:
             raise UserError("--condition_images: this model is conditioned on class labels; give --labels instead")
+        from gan_lightning.sampling.draw import labels_for
+
         return labels_for(n, self.num_classes, labels)
 
     def grid(self, draw: DrawFn, real: RealFn, per_row: int, rows: int) -> tuple[Tensor, int]:

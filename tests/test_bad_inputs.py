@@ -55,6 +55,8 @@ CASES = [
     ("batch_size", _fit() + " --data.init_args.batch_size=0", "error: data.batch_size: must be >= 1"),
     ("n_critic", _fit() + " --model.n_critic=0", "error: "),
     ("unknown_loss", _fit() + " --model.loss=foo", "error: model.loss: expected one of"),
+    ("negative_lr", _fit() + " --model.g_optimizer.init_args.lr=-0.1", "error: model.g_optimizer: Invalid learning rate"),
+    ("bad_betas", _fit() + " '--model.d_optimizer.init_args.betas=[1.5, 0.9]'", "error: model.d_optimizer: Invalid beta"),
     ("ema_decay", _fit() + " --model.ema_decay=1.5", "error: model.ema_decay: must be in [0.0, 1.0)"),
     ("d_step", _fit() + " --model.d_step=both", "error: model.d_step: expected one of ['joint', 'split']"),
     ("unknown_option", _fit() + " --model.foo=1", "error: unrecognized arguments: --model.foo=1"),

@@ -441,7 +441,7 @@ def test_mismatched_networks_are_a_user_error(g, d, match):
         (lambda: DCGANDiscriminator(ndf=4, norm="layer"), r"discriminator\.norm"),
         (lambda: MLPGenerator(activation_fn="swish"), r"generator\.activation_fn"),
         (lambda: DCGANGenerator(ngf=4, num_classes=K), r"generator\.conditioning"),  # classes but no method
-        (lambda: DCGANGenerator(ngf=4, conditioning=LabelConcat()), r"generator\.conditioning"),  # method, 0 classes
+        (lambda: DCGANGenerator(ngf=4, num_classes=0, conditioning=LabelConcat()), r"generator\.conditioning"),  # method, 0 classes
         (lambda: DCGANGenerator(ngf=4, num_classes=K, conditioning=Projection()), r"generator\.conditioning"),
     ],
     ids=["g_size", "d_size", "d_norm", "activation", "classes_without_method", "method_without_classes", "d_only"],

@@ -48,7 +48,7 @@ class DCGANGenerator(Generator):
         channels: int = 1,                      # Image channels: 1 grayscale, 3 RGB.
         image_size: int = 28,                   # 28, 32 or 64.
         ngf: int = 64,                          # Channels of the last hidden layer; doubled per stage towards z.
-        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional; omitted: the data's.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
     ) -> None:
         super().__init__(latent_dim, image_shape(channels, image_size), num_classes, conditioning)
@@ -85,7 +85,7 @@ class DCGANDiscriminator(Discriminator):
         image_size: int = 28,                   # 28, 32 or 64.
         ndf: int = 64,                          # Channels of the first layer; doubled per stage.
         norm: Literal["batch", "spectral", "none"] = "batch",  # batch | spectral | none (never on the first layer).
-        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional; omitted: the data's.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
     ) -> None:
         super().__init__(image_shape(channels, image_size), num_classes, conditioning)

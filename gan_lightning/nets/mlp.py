@@ -37,7 +37,7 @@ class MLPGenerator(Generator):
         activation_fn: Literal["relu", "leaky_relu", "elu", "tanh"] = "relu",  # relu | leaky_relu | elu | tanh.
         norm: Literal["batch", "none"] = "batch",  # batch: batch norm after each hidden linear layer; none.
         out_activation_fn: Literal["none", "tanh"] = "none",  # none: data space as is (toy points); tanh: images in [-1, 1].
-        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional; omitted: the data's.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
     ) -> None:
         super().__init__(latent_dim, tuple(out_shape), num_classes, conditioning)
@@ -76,7 +76,7 @@ class MLPDiscriminator(Discriminator):
         activation_fn: Literal["relu", "leaky_relu", "elu", "tanh"] = "leaky_relu",  # Used when maxout_pieces = 0.
         norm: Literal["none", "spectral"] = "none",  # none | spectral (spectral norm on every linear layer).
         dropout: float = 0.0,                   # Dropout before each hidden layer (Goodfellow et al. used 0.5 on images).
-        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional; omitted: the data's.
         conditioning: Conditioning | None = None,  # How labels enter (gan_lightning.conditioning).
     ) -> None:
         super().__init__(tuple(in_shape), num_classes, conditioning)

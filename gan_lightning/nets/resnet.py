@@ -81,7 +81,7 @@ class ResNetGenerator(Generator):
         channels: int = 3,                      # Image channels.
         image_size: int = 32,                   # 28, 32 or 64.
         ngf: int = 256,                         # Channels of every block (SNGAN CIFAR: 256).
-        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional; omitted: the data's.
         conditioning: Conditioning | None = None,  # e.g. ConditionalBatchNorm for class-conditional BN.
     ) -> None:
         super().__init__(latent_dim, image_shape(channels, image_size), num_classes, conditioning)
@@ -111,7 +111,7 @@ class ResNetDiscriminator(Discriminator):
         image_size: int = 32,                   # 28, 32 or 64.
         ndf: int = 128,                         # Channels of every block (SNGAN CIFAR: 128).
         norm: Literal["spectral", "none"] = "spectral",  # spectral | none.
-        num_classes: int = 0,                   # Number of class labels, 0 = unconditional.
+        num_classes: int = 0,                   # Number of class labels, 0 = unconditional; omitted: the data's.
         conditioning: Conditioning | None = None,  # e.g. Projection for the projection discriminator.
     ) -> None:
         super().__init__(image_shape(channels, image_size), num_classes, conditioning)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -132,14 +132,38 @@ def labels_for(n: int, num_classes: int, labels: Optional[Sequence[int]] = None,
     return pool[torch.arange(n) % len(pool)]
 
 
+def _device(model) -> torch.device:
+    """Where ``model`` (a GAN, or a generator on its own) computes."""
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    for tensor in model.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _generate(model, z: Tensor, c: Optional[Tensor], ema: bool, refine: bool) -> Tensor:
+    """``model.generate`` for a GAN; for a generator on its own, its forward pass in eval mode."""
+    if hasattr(model, "sampling_generator"):  # a GAN
+        return model.generate(z, c, ema=ema, refine=refine)
+    was_training = model.training
+    model.eval()
+    try:
+        return model(z, c)
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def draw_indices(model, index: Tensor, seed: int = 0, labels: Optional[Tensor] = None, ema: bool = True,
                  truncation: Optional[float] = None, refine: bool = True) -> Tensor:
     """Samples number ``index`` of the seeded draw (with their labels or conditions), in data space, on the CPU;
-    through the model's refinement when it has one, unless ``refine=False``."""
-    z = noise_for(index, model.latent_dim, model.latent_prior, seed, truncation).to(model.device)
-    y = labels.to(model.device) if labels is not None else None
-    return model.generate(z, y, ema=ema, refine=refine).float().cpu()
+    through the model's refinement when it has one, unless ``refine=False``. ``model`` is a GAN, or a generator
+    on its own (``gan_lightning.nets.Generator``: its own latent prior, no EMA copy, no refinement)."""
+    device = _device(model)
+    z = noise_for(index, model.latent_dim, model.latent_prior, seed, truncation).to(device)
+    y = labels.to(device) if labels is not None else None
+    return _generate(model, z, y, ema, refine).float().cpu()
 
 
 @torch.no_grad()
@@ -152,6 +176,76 @@ def draw(model, n: int, seed: int = 0, labels: Optional[Tensor] = None, batch_si
         y = labels[lo : lo + len(idx)] if labels is not None else None
         out.append(draw_indices(model, idx, seed, y, ema, truncation, refine))
     return torch.cat(out) if out else torch.empty(0)
+
+
+class Drawn(NamedTuple):
+    """What ``sample`` returns: ``samples, conditions = gan.sample(16)``."""
+
+    samples: Tensor               # (n, *out_shape) in data space (images in [-1, 1]), float32, on the CPU
+    conditions: Optional[Tensor]  # the class labels (n,) or other conditions each sample was drawn with; None
+
+
+def sample(model, n: int, labels: Optional[Union[Sequence[int], Tensor]] = None, seed: Optional[int] = None,
+           truncation: Optional[float] = None, condition_images: Optional[Tensor] = None, batch_size: int = 500,
+           ema: bool = True, refine: bool = True) -> Drawn:
+    """``n`` samples and their conditions in one call: samples ``0..n-1`` of the seeded draw, exactly what
+    ``python -m gan_lightning sample --num n --seed S`` writes (before rounding images to uint8), from the EMA
+    generator when there is one and through the model's refinement when it has one.
+
+    ``model`` is a GAN or a generator on its own. ``labels``: class labels cycled to ``n`` (default: evenly over all
+    classes). ``seed``: sample ``i`` gets the noise of ``(seed, i)``; None draws a seed from torch's global random
+    stream, so that ``torch.manual_seed`` fixes it too. ``truncation``: the truncation trick's threshold psi
+    (``truncate``). ``condition_images``: for models conditioned on images, images ``(N, C, H, W)`` in [-1, 1] whose
+    conditions are cycled to ``n`` (default: training images of the data module the model is fitted on)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UserError(f"sample: n must be an integer >= 1, got {n!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"sample: batch_size must be an integer >= 1, got {batch_size!r}")
+    check_truncation(truncation, "truncation")
+    generator = getattr(model, "generator", model)
+    if getattr(generator, "waits_for_classes", False):
+        raise UserError("sample: the networks wait for num_classes, which they take from the data when training "
+                        "starts; fit the model first, or give num_classes to one network")
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, ()))
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"sample: seed must be an integer >= 0 (or None for a random one), got {seed!r}")
+    if isinstance(labels, Tensor):
+        if labels.is_floating_point() or labels.dim() != 1:
+            raise UserError(f"labels: expected class labels, a list of ints or an int64 tensor (N,), got "
+                            f"{labels.dtype} of shape {tuple(labels.shape)}")
+        labels = labels.tolist()
+    images = None
+    if condition_images is not None:
+        out_shape = tuple(generator.out_shape)
+        if not isinstance(condition_images, Tensor) or tuple(condition_images.shape[1:]) != out_shape \
+                or not condition_images.is_floating_point() or len(condition_images) == 0:
+            what = (f"{condition_images.dtype} of shape {tuple(condition_images.shape)}"
+                    if isinstance(condition_images, Tensor) else type(condition_images).__name__)
+            raise UserError(f"condition_images: expected float images (N, {', '.join(map(str, out_shape))}) in "
+                            f"[-1, 1], got {what}")
+        images = condition_images.detach().float().cpu()
+    conditions = model.conditioning.sample_conditions(n, labels=labels, images=images, real=_real(model, seed))
+    samples = draw(model, n, seed=seed, labels=conditions, batch_size=batch_size, ema=ema, truncation=truncation,
+                   refine=refine)
+    return Drawn(samples, conditions)
+
+
+def _real(model, seed: int) -> Any:
+    """``real(n)``: ``n`` training samples of the data module ``model`` is fitted on (a seeded subset, cycled), as
+    the ``sample`` command takes them from the checkpoint's data; None without one."""
+    from gan_lightning.runtime.compat import attached_trainer
+
+    trainer = attached_trainer(model) if hasattr(model, "sampling_generator") else None  # a GAN (a LightningModule)
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    if datamodule is None or not hasattr(datamodule, "real_samples"):
+        return None
+
+    def real(n: int) -> Tensor:
+        x, _ = datamodule.real_samples(n, seed=seed)
+        return x[torch.arange(n) % len(x)]
+
+    return real
 
 
 @torch.no_grad()

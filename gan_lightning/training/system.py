@@ -36,9 +36,9 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
-from gan_lightning.conditioning import Conditioning
+from gan_lightning.conditioning import Conditioning, record_of
 from gan_lightning.errors import UserError
-from gan_lightning.nets.base import Discriminator, Generator
+from gan_lightning.nets.base import Discriminator, Generator, build_for_data, pair_classes
 from gan_lightning.objectives.augment import Augment
 from gan_lightning.objectives.losses import GANLoss, LossName, get_loss
 from gan_lightning.objectives.regularizers import Context, Regularizer, Side
@@ -47,6 +47,8 @@ from gan_lightning.runtime.loggers import log_at_step
 from gan_lightning.runtime.parametrized import restore_parametrizations, strip_parametrizations
 from gan_lightning.runtime.resume import (check_finite, check_same_model, gather_rng_states, provenance,
                                           set_rng_state)
+from gan_lightning.sampling.draw import Drawn
+from gan_lightning.sampling.draw import sample as draw_sample
 from gan_lightning.sampling.refinement import LatentRefinement
 from gan_lightning.training.checks import check_choice, check_networks, check_objective, check_range
 from gan_lightning.training.ema import make_ema, update_ema
@@ -67,6 +69,16 @@ def step_uncounted(module: pl.LightningModule, optimizer: LightningOptimizer) ->
 
 def _no_closure() -> None:
     return None
+
+
+def _built(field_name: str, make: Callable[[Any], Any], arg: Any) -> Any:
+    """An optimizer or scheduler made from the config; the ``ValueError`` with which torch's optimizers and
+    schedulers reject an argument (a negative learning rate, betas outside [0, 1)) becomes one line naming the
+    field."""
+    try:
+        return make(arg)
+    except ValueError as error:
+        raise UserError(f"{field_name}: {error}; fix the value in the config") from None
 
 
 def _sum(first: Tensor, terms: list[Optional[Tensor]]) -> Tensor:
@@ -116,6 +128,11 @@ class GAN(pl.LightningModule):
             self.save_hyperparameters(ignore=["generator", "discriminator", "g_optimizer", "d_optimizer",
                                               "g_lr_scheduler", "d_lr_scheduler", "loss", "regularizers", "augment",
                                               "refinement"])
+            # Built in Python: how each part was built (class paths, and the arguments of those that record them),
+            # so that sample, evaluate and export rebuild the model (gan_lightning.commands.checkpoints.load_gan).
+            # The networks' records are added once they are built.
+            self.hparams["recorded"] = {"loss": record_of(loss), "regularizers": record_of(list(regularizers or [])),
+                                        "augment": record_of(augment), "refinement": record_of(refinement)}
         regularizers = list(regularizers or [])
         self.loss = get_loss(loss)
         check_choice("d_step", d_step, D_STEPS)
@@ -130,14 +147,12 @@ class GAN(pl.LightningModule):
             if "training" not in vars(reg):  # set by nn.Module.__init__
                 raise UserError(f"model.regularizers[{i}]: {type(reg).__name__}.__init__ must call super().__init__() "
                                 "(regularizers are nn.Modules)")
-        check_networks(generator, discriminator)
-        check_objective(self.loss, regularizers, discriminator, d_step)
-        if augment is not None:
-            augment.check_shape(tuple(generator.out_shape))
+        # A network built without num_classes takes the other's; when both wait, the data's (in setup).
+        pair_classes(generator, discriminator)
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
-        self.generator_ema: Optional[Generator] = make_ema(generator) if ema_decay > 0 else None
+        self.generator_ema: Optional[Generator] = None
         self.augment = augment
         # nn.Modules, so that their state (EMAs, counters) travels in checkpoints and resumes exactly.
         self.regularizers = nn.ModuleList(regularizers)
@@ -158,6 +173,22 @@ class GAN(pl.LightningModule):
         # Progress counted across resumes (saved in checkpoints): real images seen and seconds of training.
         self._images_seen, self._seconds_before, self._fit_started = 0, 0.0, time.perf_counter()
         self._step_logs: Optional[dict[str, Tensor]] = None  # the last step's values, until they are logged
+        if not generator.waits_for_classes:
+            self._networks_built()
+
+    def _networks_built(self) -> None:
+        """Once both networks are built: checks them against each other and the objective, gives G the latent
+        prior, makes the EMA copy of G and records the networks (built in Python)."""
+        generator, discriminator = self.generator, self.discriminator
+        check_networks(generator, discriminator)
+        check_objective(self.loss, list(self.regularizers), discriminator, self.d_step_mode)
+        if self.augment is not None:
+            self.augment.check_shape(tuple(generator.out_shape))
+        generator.latent_prior = self.latent_prior
+        if self.ema_decay > 0:
+            self.generator_ema = make_ema(generator)
+        if "recorded" in self.hparams:
+            self.hparams["recorded"].update(generator=record_of(generator), discriminator=record_of(discriminator))
 
     # Spawn-started strategies pickle the module; torch's parametrizations (spectral norm) refuse pickling, so
     # they travel as plain modules with a record of their parametrizations and are rebuilt exactly.
@@ -206,7 +237,8 @@ class GAN(pl.LightningModule):
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> Any:
-        optimizers = [self._g_optimizer(self.generator.parameters()), self._d_optimizer(self.discriminator.parameters())]
+        optimizers = [_built("model.g_optimizer", self._g_optimizer, self.generator.parameters()),
+                      _built("model.d_optimizer", self._d_optimizer, self.discriminator.parameters())]
         if self._g_lr_scheduler is None and self._d_lr_scheduler is None:
             return optimizers
         # Manual optimization: Lightning saves and restores the schedulers; training_step steps them.
@@ -214,7 +246,7 @@ class GAN(pl.LightningModule):
         for make, opt, role in zip((self._g_lr_scheduler, self._d_lr_scheduler), optimizers, ("g", "d")):
             if make is None:
                 continue
-            scheduler = make(opt)
+            scheduler = _built(f"model.{role}_lr_scheduler", make, opt)
             if getattr(scheduler, "total_steps", 0) is None:  # e.g. LinearDecay: the run's length
                 if self.trainer.max_steps < 1:
                     raise UserError(f"model.{role}_lr_scheduler: total_steps is unset and trainer.max_steps is not "
@@ -241,6 +273,11 @@ class GAN(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if attached_trainer(self) is not None else None
+        if self.generator.waits_for_classes:  # neither network was given num_classes: the data's
+            build_for_data(self.generator, self.discriminator, getattr(datamodule, "num_classes", None))
+            self._networks_built()
+        if datamodule is not None and "recorded" in self.hparams:
+            self.hparams["recorded"]["data"] = record_of(datamodule)
         shape = tuple(getattr(datamodule, "data_shape", ()) or ())
         if shape and shape != tuple(self.generator.out_shape):
             raise UserError(
@@ -285,6 +322,13 @@ class GAN(pl.LightningModule):
         finally:
             for m, mode in zip(nets, was_training):
                 m.train(mode)
+
+    def sample(self, n: int, labels: Optional[Any] = None, seed: Optional[int] = None,
+               truncation: Optional[float] = None, condition_images: Optional[Tensor] = None) -> Drawn:
+        """``(samples, conditions)`` in one call: samples ``0..n-1`` of the seeded draw in data space, on the CPU,
+        from the EMA generator when there is one (refined when the model has ``refinement``), with their labels
+        or conditions; what ``python -m gan_lightning sample`` draws. See ``gan_lightning.sampling.draw.sample``."""
+        return draw_sample(self, n, labels=labels, seed=seed, truncation=truncation, condition_images=condition_images)
 
     def _plain_scores(self, x: Tensor, c: Optional[Tensor]) -> Tensor:
         """D's scores ``(N,)`` on ``x`` as it is, without augmentation: what refinement climbs."""
