@@ -8,8 +8,8 @@ tables, PNG plots under ``benchmarks/results/``).
 
 Sections: ``step_speed`` (ms per training step of gan_lightning, a hand-written loop and the usual Lightning
 pattern, on the default experiment's networks and on the toy networks; and what Lightning's loop costs around an
-empty step), ``startup`` (import, and command to first
-training step), ``time_to_quality`` (toy grid and default experiment metrics against training time, and the
+empty step), ``startup`` (``--help`` against ``import torch``, and the
+default experiment's command to its first training step against ``import lightning.pytorch``), ``time_to_quality`` (toy grid and default experiment metrics against training time, and the
 metric callback's share), ``lazy_regularization`` (R1 on every D step against every 16th: step time and the judged
 quality of full toy and default runs). Every figure is a median over alternating rounds and every ratio is measured side by
 side in one run, except the time-to-quality curves, which are one training run each. The GPU section of an
@@ -121,8 +121,10 @@ def section_startup(args: argparse.Namespace, results: Path, out: Path) -> str:
     import startup
 
     print("# startup ...", file=sys.stderr, flush=True)
-    return ("Seconds from launching a command to the first training step, and to import the package alone. "
-            "`benchmarks/startup.py`.\n\n" + startup.markdown(startup.measure(args.startup_rounds, args.threads)))
+    return ("Seconds the command line takes to answer `--help` (against `import torch`), to import the package, and "
+            "from launching the default experiment's fit command to its first training step (against `import "
+            "lightning.pytorch`). `benchmarks/startup.py`.\n\n"
+            + startup.markdown(startup.measure(args.startup_rounds, args.threads)))
 
 
 def section_time_to_quality(args: argparse.Namespace, results: Path, out: Path) -> str:

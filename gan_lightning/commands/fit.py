@@ -1,5 +1,6 @@
 """``python -m gan_lightning fit``: LightningCLI restricted to Lightning's ``fit``: ``--config
-experiments/<name>.yaml``, several ``--config``, ``--print_config``, ``class_path``/``init_args`` and
+experiments/<name>.yaml`` (or the bare name of an experiment bundled with the package: ``--config cgan_mnist5k``),
+several ``--config``, ``--print_config``, ``class_path``/``init_args`` and
 ``--key=value`` overrides. On top of it:
 
 - ``--experiment NAME`` (default: the stem of the first config file) and ``--run_dir`` (default
@@ -7,7 +8,9 @@ experiments/<name>.yaml``, several ``--config``, ``--print_config``, ``class_pat
   ``config.yaml``, ``checkpoints/last.ckpt``, ``samples/``, ``metrics.csv`` and the W&B files;
 - ``--wandb auto|online|offline|disabled``: ``auto`` logs online when an API key is configured and offline
   otherwise, so a run never fails for lack of an account or a network; the W&B run holds the resolved config
-  once, is grouped by experiment and tagged ``seed:<n>`` (and ``sweep:<name>`` under ``GAN_LIGHTNING_SWEEP``);
+  once, is grouped by experiment and tagged ``seed:<n>`` (and ``sweep:<name>`` under ``GAN_LIGHTNING_SWEEP``), and
+  is created only once the run is set up, so a run that fails while checking its data, networks and callbacks
+  leaves no W&B run behind;
 - the networks' ``num_classes`` is linked to the data's, so it is never typed twice, and the data module's
   ``draws_per_step`` to ``model.n_critic``, so each of the ``n_critic`` D steps gets a fresh batch;
 - a NaN loss stops the run (``DivergenceGuard``), SIGTERM/SIGUSR1 checkpoint the current step and stop (exit code
@@ -27,7 +30,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-import yaml
 from lightning.fabric.plugins import CheckpointIO
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import loggers as lightning_loggers
@@ -36,8 +38,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-import gan_lightning.metrics  # noqa: F401  (the callbacks experiments add: known to --help and by short class name)
-from gan_lightning.commands.parsing import one_line, rejected_by_lightning, user_error_in_chain
+import gan_lightning.metrics.callbacks  # noqa: F401  (the callbacks experiments add: known to --help and by short name)
+from gan_lightning.commands.parsing import fit_arguments, one_line, rejected_by_lightning, user_error_in_chain
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.errors import UserError
 from gan_lightning.runtime.checkpointing import (PREEMPTED_EXIT_CODE, AtomicCheckpointIO, Preemption, RunCheckpoint,
@@ -63,31 +65,6 @@ def check_accelerator(accelerator: Any) -> None:
         check = "torch.backends.mps.is_available()" if name == "mps" else "torch.cuda.is_available()"
         raise UserError(f"trainer.accelerator: {accelerator!r} but this machine has no usable GPU ({check} is "
                         "False); use --trainer.accelerator=cpu or auto")
-
-
-def config_paths(args: Sequence[str]) -> list[str]:
-    """The files given with ``--config``/``-c`` in ``args``."""
-    paths = []
-    for i, arg in enumerate(args):
-        if arg in ("--config", "-c") and i + 1 < len(args):
-            paths.append(args[i + 1])
-        elif arg.startswith("--config="):
-            paths.append(arg.split("=", 1)[1])
-    return paths
-
-
-def check_config_file(path: str) -> None:
-    """A ``--config`` file that is missing or not YAML, named with the place of the problem."""
-    if not os.path.isfile(path):
-        raise UserError(f"--config: no file at {path!r}")
-    try:
-        with open(path) as f:
-            yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"--config: {path!r} is not valid YAML: {problem}{where}") from None
 
 
 def check_checkpoint(path: Any) -> None:
@@ -121,7 +98,17 @@ def check_run_dir(path: str) -> None:
 
 class RunConfig(SaveConfigCallback):
     """Writes the resolved ``config.yaml`` into the run directory and gives the whole config to W&B, nested as in
-    the YAML (the only config the W&B run holds: ``WandbLogger.log_hyperparams`` adds nothing)."""
+    the YAML (the only config the W&B run holds: ``WandbLogger.log_hyperparams`` adds nothing).
+
+    The W&B loggers of the run (``held_back``, handed over by ``GANCLI.instantiate_trainer``) join the trainer
+    when training starts, once the data, the networks and the callbacks have been set up and checked: W&B creates
+    its run the first time Lightning asks a logger for it, which Lightning does before any setup hook, so a run
+    that fails in setup (data and networks of different shapes, a callback that does not fit the model, a batch
+    larger than the data) would otherwise leave an empty W&B run behind."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held_back: list[Logger] = []
 
     def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
         # No secret lands in a saved or logged config: values of keys naming one (api_key, token, ...) are redacted.
@@ -133,10 +120,23 @@ class RunConfig(SaveConfigCallback):
             if redact(text) != text:
                 with open(path, "w") as f:
                     f.write(redact(text))
-        for logger in trainer.loggers:
-            if isinstance(logger, lightning_loggers.WandbLogger):
-                config = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
-                logger.experiment.config.update(redact_dict(config), allow_val_change=True)
+        # W&B loggers a config names as Lightning's own class were not held back: they get the config now.
+        self.give_config([lg for lg in trainer.loggers if isinstance(lg, lightning_loggers.WandbLogger)])
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if not self.held_back:
+            return
+        loggers, self.held_back = self.held_back, []
+        trainer.loggers = [*trainer.loggers, *loggers]  # on every process: they log alike (W&B on process 0 only)
+        if trainer.is_global_zero:
+            self.give_config(loggers)
+
+    def give_config(self, loggers: list[Any]) -> None:
+        """The resolved config, secrets redacted, as the W&B runs' config (on process 0; this creates the run)."""
+        if loggers:
+            config = redact_dict(json.loads(self.parser.dump(self.config, skip_none=False, format="json")))
+            for logger in loggers:
+                logger.experiment.config.update(config, allow_val_change=True)
 
 
 class GANCLI(LightningCLI):
@@ -170,8 +170,10 @@ class GANCLI(LightningCLI):
             given = [str(a) for a in given]
             if any(a.lstrip("-").split("=")[0].endswith("draws_per_step") for a in given):
                 raise UserError("data.draws_per_step: follows model.n_critic (one batch per D step); set --model.n_critic")
-            for path in config_paths(given):
-                check_config_file(path)
+            # Config files checked; a bundled experiment's bare name becomes its file (GANCLI used from Python).
+            resolved = fit_arguments(given)
+            if args is not None and resolved != given:
+                args = resolved
         super().parse_arguments(parser, args)
         # Before LightningCLI reads the checkpoint's hyperparameters (a missing or foreign file fails there).
         cfg = self.config.get(str(self.config.get("subcommand")), self.config)
@@ -261,11 +263,25 @@ class GANCLI(LightningCLI):
             # not as a config default, so that config.yaml stays a plain, re-usable config.)
             kwargs["plugins"] = plugins + [AtomicCheckpointIO()]
         try:
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, ValueError, TypeError) as err:
             if isinstance(err, MisconfigurationException) or rejected_by_lightning(err):
                 raise UserError("trainer: " + " ".join(str(err).split())) from None
             raise
+        self.hold_back_wandb(trainer)
+        return trainer
+
+    @staticmethod
+    def hold_back_wandb(trainer: Any) -> None:
+        """Takes the run's W&B loggers (the package's ``WandbLogger``, whose config comes from ``RunConfig``) out
+        of ``trainer.loggers`` and hands them to ``RunConfig``, which puts them back when training starts: no W&B
+        run for a run that fails while being set up. Without a ``RunConfig`` (a ``fast_dev_run``) nothing moves."""
+        run_config = next((c for c in trainer.callbacks if isinstance(c, RunConfig)), None)
+        wandb = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if run_config is None or not wandb:
+            return
+        trainer.loggers = [logger for logger in trainer.loggers if not isinstance(logger, WandbLogger)]
+        run_config.held_back = wandb
 
     @staticmethod
     def run_loggers(cfg: Any) -> list[Logger]:
@@ -297,13 +313,25 @@ class GANCLI(LightningCLI):
 
 
 def fit_main(argv: Sequence[str]) -> int:
-    """``python -m gan_lightning fit ...``: LightningCLI's fit."""
-    argv = list(argv)
+    """``python -m gan_lightning fit ...``: LightningCLI's fit. ``--config`` files are resolved first (a bundled
+    experiment's name becomes its path; ``parsing.fit_arguments``)."""
+    argv = fit_arguments(argv)
+    # LightningCLI reads sys.argv itself (and warns when given both), so it gets None when that is this command
+    # (the command table's prepare step may have resolved the config files already: compared resolved).
+    from_command_line = sys.argv[1:2] == ["fit"] and _resolved(sys.argv[2:]) == argv
+    if from_command_line:
+        sys.argv[2:] = argv
     try:
-        # LightningCLI reads sys.argv itself (and warns when given both), so it gets None when that is this command.
-        cli = GANCLI(args=None if sys.argv[1:] == ["fit", *argv] else ["fit", *argv])
+        cli = GANCLI(args=None if from_command_line else ["fit", *argv])
     except ArgumentError as err:
         raise UserError(one_line(str(err))) from None
     # Stopped by a signal after checkpointing (a Preemption callback): the run did not finish.
     return PREEMPTED_EXIT_CODE if was_preempted(cli.trainer) else 0
 
+
+def _resolved(args: Sequence[str]) -> Optional[list[str]]:
+    """``fit_arguments(args)``, or None where they hold a mistake (then they are not the arguments being run)."""
+    try:
+        return fit_arguments(args)
+    except UserError:
+        return None

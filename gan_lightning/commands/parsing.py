@@ -1,6 +1,11 @@
 """A command line's mistakes as one line ``error: ...``: the argparse parser of ``sweep`` and ``report``
-(:class:`OneLineParser`), and for ``fit`` what LightningCLI, jsonargparse and Lightning raise, told apart from bugs
-(:func:`one_line`, :func:`user_error_in_chain`, :func:`rejected_by_lightning`)."""
+(:class:`OneLineParser`), for ``fit`` what LightningCLI, jsonargparse and Lightning raise, told apart from bugs
+(:func:`one_line`, :func:`user_error_in_chain`, :func:`rejected_by_lightning`), and ``fit``'s config files checked
+and found before anything heavy is imported (:func:`fit_arguments`: a path, or the name of an experiment bundled
+with the package, :func:`bundled_experiment`).
+
+Nothing here imports torch or Lightning: a mistake found here is reported at Python's own start-up cost.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,97 @@ import argparse
 import os
 import re
 import traceback
-from typing import Optional
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
 
 from gan_lightning.errors import UserError
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def experiments_folder() -> Path:
+    """The experiment YAMLs bundled with the package: ``gan_lightning/experiments`` in an installed package (the
+    wheel maps the repository's ``experiments/`` there), else ``experiments/`` of the source checkout the package
+    is imported from."""
+    bundled = PACKAGE / "experiments"
+    checkout = PACKAGE.parent
+    if not bundled.is_dir() and (checkout / "pyproject.toml").is_file() and (checkout / "experiments").is_dir():
+        return checkout / "experiments"
+    return bundled
+
+
+def bundled_experiments() -> list[str]:
+    """The names of the bundled experiments (file stems), sorted."""
+    folder = experiments_folder()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def bundled_experiment(name: str) -> Optional[Path]:
+    """The bundled experiment that ``--config name`` means, or None: ``name`` is an experiment's name, with or
+    without ``.yaml``, alone or as ``experiments/<name>[.yaml]`` (the repository's layout, so that the README's
+    commands also work where the package is installed and there is no ``experiments/`` folder)."""
+    path = Path(name)
+    if path.is_absolute() or str(path.parent) not in (".", "experiments"):
+        return None
+    stem = path.name[: -len(".yaml")] if path.name.endswith(".yaml") else path.name
+    found = experiments_folder() / f"{stem}.yaml"
+    return found if stem and found.is_file() else None
+
+
+def config_paths(args: Sequence[str]) -> list[str]:
+    """The files given with ``--config``/``-c`` in ``args``."""
+    paths = []
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            paths.append(args[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+def check_config_file(path: str) -> None:
+    """A ``--config`` file that is missing or not YAML, named with the place of the problem."""
+    if not os.path.isfile(path):
+        raise UserError(f"--config: no file at {path!r}")
+    try:
+        with open(path) as f:
+            yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"--config: {path!r} is not valid YAML: {problem}{where}") from None
+
+
+def config_file(given: str) -> str:
+    """The file ``--config given`` reads: ``given`` when it exists, else the bundled experiment it names; a
+    ``UserError`` listing the bundled experiments when neither exists."""
+    if os.path.isfile(given):
+        return given
+    found = bundled_experiment(given)
+    if found is not None:
+        return str(found)
+    if Path(given).is_absolute() or str(Path(given).parent) not in (".", "experiments"):
+        raise UserError(f"--config: no file at {given!r}")
+    names = ", ".join(bundled_experiments()) or "none (the package's experiments folder is missing)"
+    raise UserError(f"--config: no file at {given!r} and no bundled experiment of that name; bundled: {names}")
+
+
+def fit_arguments(args: Sequence[str]) -> list[str]:
+    """``fit``'s arguments with every ``--config``/``-c`` file resolved (:func:`config_file`) and checked to be
+    YAML, before LightningCLI (and with it torch and Lightning) is imported. Resolved paths are kept as given, so
+    calling it twice changes nothing."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg in ("--config", "-c") and i + 1 < len(out):
+            out[i + 1] = config_file(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + config_file(arg.split("=", 1)[1])
+    for path in config_paths(out):
+        check_config_file(path)
+    return out
 
 
 class OneLineParser(argparse.ArgumentParser):

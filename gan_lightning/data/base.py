@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from gan_lightning.runtime.compat import cli_hyperparameters_active
+
 from gan_lightning.data.order import EpochSampler
 from gan_lightning.errors import UserError
 from gan_lightning.sampling.pixels import to_float
@@ -75,9 +75,8 @@ class GANDataModule(pl.LightningDataModule):
         draws_per_step: int = 1,  # Batches of batch_size per training step; set by the CLI from model.n_critic.
     ) -> None:
         super().__init__()
-        if cli_hyperparameters_active():
-            # Launched from the CLI: the data config goes into checkpoints, so `evaluate` can rebuild the data.
-            self.save_hyperparameters()
+        # The data config goes into checkpoints, so `evaluate` can rebuild the data (from fit or from Python).
+        self.save_hyperparameters()
         if batch_size < 1:
             raise UserError(f"data.batch_size: must be >= 1, got {batch_size}")
         if num_workers < 0:

