@@ -48,6 +48,7 @@ from gan_lightning.runtime.console import quiet_console
 from gan_lightning.runtime.loggers import MetricsCSV, WandbLogger, wandb_has_key, writes_metrics_csv
 from gan_lightning.runtime.resume import redact, redact_dict
 from gan_lightning.training.guards import DivergenceGuard
+from gan_lightning.training import StepProgressBar
 from gan_lightning.training.system import GAN
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -256,6 +257,10 @@ class GANCLI(LightningCLI):
         if trainer_init.get("enable_progress_bar") is False and trainer_init.get("callbacks"):
             # --trainer.enable_progress_bar=false wins over a progress bar an experiment configures.
             trainer_init.callbacks = [c for c in trainer_init.callbacks if not isinstance(c, ProgressBar)]
+        elif trainer_init.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in trainer_init.get("callbacks") or []):
+            # The training bar counts generator steps up to max_steps and shows the losses and D's readouts.
+            trainer_init.callbacks = [*(trainer_init.get("callbacks") or []), StepProgressBar()]
         plugins = trainer_init.get("plugins") if self.subcommand else None
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
