@@ -74,10 +74,15 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
     assert [r[0] for r in loop] == ["fit, empty step", "data loader alone", "Lightning's loop (difference, median over rounds)"]
     assert float(loop[0][1]) > 0 and float(loop[1][1]) > 0 and re.fullmatch(NUMBER, loop[2][1])
 
-    # Start-up: import, first step, whole command.
+    # Start-up: import torch, --help, import the package, import Lightning, the default experiment's first step;
+    # then the two checks against their targets.
     rows = _table_rows(text, "| command |")
-    assert len(rows) == 3 and all(float(r[2].split()[0]) > 0 for r in rows)
-    assert "import gan_lightning" in rows[0][0] and "toy_ring.yaml --trainer.max_steps=1 --wandb=disabled" in rows[1][0]
+    assert len(rows) == 5 and all(float(r[2].split()[0]) > 0 for r in rows)
+    assert ["import torch" in rows[0][0], "--help" in rows[1][0], "import gan_lightning" in rows[2][0],
+            "import lightning.pytorch" in rows[3][0], "cgan_mnist5k.yaml --trainer.max_steps=1" in rows[4][0]] == [True] * 5
+    checks = _table_rows(text, "| check | measured | target | met |")
+    assert [r[0] for r in checks] == ["`--help` / `import torch`", "first training step - `import lightning.pytorch`"]
+    assert all(r[3] in ("yes", "no") for r in checks)
 
     # Time to quality: one row per evaluation (every 20 of 40 toy steps, every 10 of 20 cgan steps).
     toy = _table_rows(text, "| step | training s | modes_refined |")

@@ -56,7 +56,7 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
 
 # ----------------------------------------------------------------------------- the command table
 
-EXPECTED_COMMANDS = ["fit", "sample", "evaluate", "classifier", "sweep", "report"]
+EXPECTED_COMMANDS = ["fit", "sample", "evaluate", "classifier", "sweep", "export", "report"]
 
 
 @pytest.mark.slow

@@ -58,7 +58,9 @@ def test_cli_hyperparameters_active_only_while_the_cli_instantiates(tmp_path, mo
     from gan_lightning.data import ToyDataModule
 
     assert compat.cli_hyperparameters_active() is False
-    assert ToyDataModule(batch_size=7).hparams == {}  # built in Python: no config to save
+    # Built in Python: the data module saves its own arguments (so evaluate can rebuild it), and no CLI keys.
+    hp = ToyDataModule(batch_size=7).hparams
+    assert hp["batch_size"] == 7 and CLASS_PATH_KEY not in hp and INSTANTIATOR_KEY not in hp
     monkeypatch.chdir(tmp_path)
     cli = GANCLI(args=["--config", str(REPO / "experiments" / "toy_ring.yaml"), "--wandb=disabled",
                        f"--run_dir={tmp_path / 'run'}", "--data.init_args.batch_size=7"], run=False)

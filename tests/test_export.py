@@ -32,8 +32,9 @@ from gan_lightning.conditioning import (ConditionalBatchNorm, Conditioning, Labe
                                         describe)
 from gan_lightning.data.base import GANDataModule, InMemory
 from gan_lightning.errors import DataNotFound, UserError
-from gan_lightning.nets import (DCGANDiscriminator, DCGANGenerator, Discriminator, Generator, MLPDiscriminator,
-                                MLPGenerator, ResNetGenerator)
+from gan_lightning.nets import (BigGANConditionalBatchNorm, BigGANGenerator, ClassEmbedding, DCGANDiscriminator,
+                                DCGANGenerator, Discriminator, Generator, LabelEmbedding, MLPDiscriminator, MLPGenerator,
+                                R3GANGenerator, ResNetGenerator, StyleGAN2Generator)
 from gan_lightning.sampling import draw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,6 +59,16 @@ GENERATORS: list[tuple[str, type, dict[str, Any], Optional[Callable[[], Conditio
     ("resnet-cbn", ResNetGenerator, {"latent_dim": 6, "ngf": 4, **IMAGE}, ConditionalBatchNorm),
     ("resnet-spatial", ResNetGenerator, {"latent_dim": 6, "ngf": 4, **IMAGE},
      lambda: SpatialCondition(kind="mask", threshold=0.2)),
+    ("biggan", BigGANGenerator, {"latent_dim": 16, "ch": 4, **IMAGE}, None),
+    ("biggan-cbn", BigGANGenerator, {"latent_dim": 16, "ch": 4, **IMAGE}, BigGANConditionalBatchNorm),
+    ("r3gan", R3GANGenerator, {"latent_dim": 8, "widths": [8, 8, 8], "cardinalities": [2, 2, 2], "blocks": [1, 1, 1],
+                               **IMAGE}, None),
+    ("r3gan-embed", R3GANGenerator, {"latent_dim": 8, "widths": [8, 8, 8], "cardinalities": [2, 2, 2],
+                                     "blocks": [1, 1, 1], **IMAGE}, ClassEmbedding),
+    ("stylegan2", StyleGAN2Generator, {"latent_dim": 8, "w_dim": 8, "mapping_layers": 1, "channel_base": 64,
+                                       "channel_max": 8, **IMAGE}, None),
+    ("stylegan2-embed", StyleGAN2Generator, {"latent_dim": 8, "w_dim": 8, "mapping_layers": 1, "channel_base": 64,
+                                             "channel_max": 8, **IMAGE}, LabelEmbedding),
 ]
 CLASSES = 3
 

@@ -25,16 +25,31 @@ from gan_lightning.conditioning import (
 )
 from gan_lightning.errors import UserError
 from gan_lightning.nets import (
+    BigGANConditionalBatchNorm,
+    BigGANDiscriminator,
+    BigGANGenerator,
+    ClassEmbedding,
+    ClassProjection,
     DCGANDiscriminator,
     DCGANGenerator,
     Discriminator,
     MLPDiscriminator,
     MLPGenerator,
     ResNetDiscriminator,
+    R3GANDiscriminator,
+    R3GANGenerator,
     ResNetGenerator,
+    StyleGAN2Discriminator,
+    StyleGAN2Generator,
 )
 from gan_lightning.nets.base import numel, squeeze_score
+from gan_lightning.nets.stylegan2 import MinibatchStdLayer
 from gan_lightning.training.system import GAN
+
+# Small settings of the zoo's networks (StyleGAN2's mapping and channels, R3GAN's 3 stages for 28 px).
+SG2 = {"w_dim": 8, "mapping_layers": 1, "channel_base": 64, "channel_max": 8}
+SG2_D = {"channel_base": 64, "channel_max": 8, "mbstd_group_size": 2}
+R3 = {"widths": [8, 8, 8], "cardinalities": [2, 2, 2], "blocks": [1, 1, 1]}
 
 N = 4   # batch size
 K = 3   # classes of the conditional cases
@@ -64,6 +79,15 @@ GENERATORS: dict[str, Callable[[], nn.Module]] = {
     "resnet_28_c1_cbn": lambda: ResNetGenerator(latent_dim=Z, channels=1, image_size=28, ngf=8, num_classes=K,
                                                 conditioning=ConditionalBatchNorm("one_hot")),
     "dcgan_28_spatial": lambda: DCGANGenerator(latent_dim=Z, ngf=4, conditioning=SpatialCondition(size=7)),
+    # the model zoo
+    "biggan_32_c3": lambda: BigGANGenerator(latent_dim=Z, image_size=32, ch=2),
+    "biggan_28_c1_hier": lambda: BigGANGenerator(latent_dim=6, channels=1, image_size=28, ch=2, hier=True, num_classes=K,
+                                                 conditioning=BigGANConditionalBatchNorm(shared_dim=4)),
+    "stylegan2_28_c1": lambda: StyleGAN2Generator(latent_dim=Z, channels=1, image_size=28, **SG2),
+    "stylegan2_32_c3_embed": lambda: StyleGAN2Generator(latent_dim=Z, image_size=32, num_classes=K, **SG2),
+    "r3gan_28_c1": lambda: R3GANGenerator(latent_dim=Z, channels=1, image_size=28, out_activation="tanh", **R3),
+    "r3gan_28_c1_embed": lambda: R3GANGenerator(latent_dim=Z, channels=1, image_size=28, out_activation="tanh",
+                                                num_classes=K, conditioning=ClassEmbedding(), **R3),
 }
 
 DISCRIMINATORS: dict[str, Callable[[], nn.Module]] = {
@@ -93,6 +117,15 @@ DISCRIMINATORS: dict[str, Callable[[], nn.Module]] = {
                                                            conditioning=Projection("none")),
     "dcgan_28_acgan": lambda: DCGANDiscriminator(ndf=4, num_classes=K, conditioning=AuxiliaryClassifier()),
     "dcgan_28_spatial": lambda: DCGANDiscriminator(ndf=4, conditioning=SpatialCondition(size=7)),
+    # the model zoo
+    "biggan_32_c3_projection": lambda: BigGANDiscriminator(image_size=32, ch=2, num_classes=K, conditioning=Projection()),
+    "biggan_28_c1": lambda: BigGANDiscriminator(channels=1, image_size=28, ch=2),
+    "stylegan2_28_c1_orig": lambda: StyleGAN2Discriminator(channels=1, image_size=28, architecture="orig", **SG2_D),
+    "stylegan2_32_c3_mapped": lambda: StyleGAN2Discriminator(image_size=32, num_classes=K, **SG2_D),
+    "r3gan_28_c1_projection": lambda: R3GANDiscriminator(channels=1, image_size=28, num_classes=K,
+                                                         conditioning=ClassProjection(), **R3),
+    "r3gan_32_c3": lambda: R3GANDiscriminator(image_size=32, widths=[8, 8, 8, 8], cardinalities=[2, 2, 2, 2],
+                                              blocks=[1, 1, 1, 1]),
 }
 
 
@@ -155,11 +188,13 @@ class TestGenerator:
         out = call(net, z, y)
         assert out.shape == (N, *net.out_shape) and out.dtype == torch.float32
         assert torch.isfinite(out).all()
-        if net.is_image:  # the image cases here all end in tanh: images in [-1, 1]
-            assert out.abs().max() <= 1.0
+        if net.is_image and not isinstance(net, StyleGAN2Generator):  # the others end in tanh: images in [-1, 1]
+            assert out.abs().max() <= 1.0  # (StyleGAN2's G has no output nonlinearity; pixels are clamped)
 
     def test_backward_reaches_every_parameter(self, make):
-        net = make().train()
+        # Perturbed: a zero-initialised residual branch (R3GAN's fix-up init) passes no gradient to the layers
+        # before its last one until that one has moved.
+        net = perturbed(make()).train()
         z, y = self.inputs(net)
         projection(call(net, z, y)).backward()
         for name, p in net.named_parameters():
@@ -209,7 +244,7 @@ class TestDiscriminator:
             assert net.condition == "label" and out[1].shape == (N, K)
 
     def test_backward_reaches_every_parameter_and_the_input(self, make):
-        net = make().train()
+        net = perturbed(make()).train()  # as for generators: zero-initialised branches pass no gradient at first
         x, y = self.inputs(net)
         x.requires_grad_(True)
         projection(call(net, x, y)).backward()
@@ -229,8 +264,9 @@ class TestDiscriminator:
         before = _state(net)
         a, b = call(net, x, y), call(net, x, y)
         assert torch.equal(scores(a), scores(b))
-        first = call(net, x[:1], y[:1] if y is not None else None)
-        torch.testing.assert_close(scores(first), scores(a)[:1], rtol=1e-5, atol=1e-6)
+        if not any(isinstance(m, MinibatchStdLayer) for m in net.modules()):  # minibatch std looks across the batch
+            first = call(net, x[:1], y[:1] if y is not None else None)
+            torch.testing.assert_close(scores(first), scores(a)[:1], rtol=1e-5, atol=1e-6)
         # Spectral norm does not advance its power iteration and batch norm keeps its statistics in eval mode.
         assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "an eval forward moved a buffer"
 
@@ -243,29 +279,36 @@ class TestDiscriminator:
             other = scores(call(net, x, condition_for(net, N, shift=1)))
             assert (other - out).abs().min() > 0, "a score ignored its condition"
 
-    def test_forward_scores_the_conditioned_features_with_the_head(self, make):
-        """The template's forward is the chain every discriminator used to write out: condition the input,
-        extract features, score them with ``head``, let the conditioning act on the score, squeeze."""
-        net = perturbed(make()).eval()
-        x, y = self.inputs(net)
-        with torch.no_grad():
-            h = net.conditioning.condition_input(x, y)
-            assert h.shape[1:] == net.input_shape
-            if isinstance(net, MLPDiscriminator):
-                f = net.body(h.flatten(1))
-            elif isinstance(net, DCGANDiscriminator):
-                f = net.body(h).flatten(1)
-            else:
-                f = F.relu(net.blocks(h)).sum(dim=(2, 3))
-            assert f.shape == (N, net.features_dim)
-            expected = squeeze_score(net.conditioning.condition_output(f, net.head(f), y))
-            out = call(net, x, y)
-        assert type(out) is type(expected)
-        for a, b in zip(out if isinstance(out, tuple) else (out,), expected if isinstance(out, tuple) else (expected,)):
-            assert torch.equal(a, b)
-        # Checkpoints keep their keys: the score head is still `head`.
-        assert {"head.weight", "head.bias"} <= {k.replace(".parametrizations.weight.original", ".weight")
-                                               for k in net.state_dict()}
+
+# The discriminators built on the template (StyleGAN2's and R3GAN's override forward, as the reference ones score).
+TEMPLATE_DISCRIMINATORS = {k: v for k, v in DISCRIMINATORS.items() if not k.startswith(("stylegan2", "r3gan"))}
+
+
+@pytest.mark.usefixtures("seeded")
+@pytest.mark.parametrize("make", TEMPLATE_DISCRIMINATORS.values(), ids=TEMPLATE_DISCRIMINATORS.keys())
+def test_forward_scores_the_conditioned_features_with_the_head(make):
+    """The template's forward is the chain every discriminator used to write out: condition the input,
+    extract features, score them with ``head``, let the conditioning act on the score, squeeze."""
+    net = perturbed(make()).eval()
+    x, y = TestDiscriminator().inputs(net)
+    with torch.no_grad():
+        h = net.conditioning.condition_input(x, y)
+        assert h.shape[1:] == net.input_shape
+        if isinstance(net, MLPDiscriminator):
+            f = net.body(h.flatten(1))
+        elif isinstance(net, DCGANDiscriminator):
+            f = net.body(h).flatten(1)
+        else:
+            f = F.relu(net.blocks(h)).sum(dim=(2, 3))
+        assert f.shape == (N, net.features_dim)
+        expected = squeeze_score(net.conditioning.condition_output(f, net.head(f), y))
+        out = call(net, x, y)
+    assert type(out) is type(expected)
+    for a, b in zip(out if isinstance(out, tuple) else (out,), expected if isinstance(out, tuple) else (expected,)):
+        assert torch.equal(a, b)
+    # Checkpoints keep their keys: the score head is still `head`.
+    assert {"head.weight", "head.bias"} <= {k.replace(".parametrizations.weight.original", ".weight")
+                                           for k in net.state_dict()}
 
 
 # ----------------------------------------------------------------------------- the discriminator template
