@@ -43,9 +43,10 @@ def make_command(target: str, **variables: str) -> list[str]:
     return shlex.split(lines[0])
 
 
-def run_command(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop(sweep.ENV_VAR, None)
+def run_command(argv: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess:
+    if env is None:
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        env.pop(sweep.ENV_VAR, None)
     return subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, **kwargs)
 
 
@@ -616,12 +617,14 @@ def test_interrupted_sweep_resumes_its_unfinished_run_from_last_ckpt(tmp_path: P
     root = tmp_path / "runs"
     args = ["--config", "experiments/toy_ring.yaml", "--seeds", "0", "--runs_root", str(root), "--name", "r",
             "--trainer.max_steps=200", "--checkpoint.every_n_train_steps=20", "--trainer.log_every_n_steps=20",
-            "--wandb=disabled", "--trainer.enable_progress_bar=false", "--trainer.callbacks=[]",
+            "--wandb=disabled", "--trainer.enable_progress_bar=false",
+            # 50 ms per step: the run cannot finish its 200 steps before the interrupt reaches it.
+            "--trainer.callbacks=[{class_path: user_extensions.Pace, init_args: {seconds: 0.05}}]",
             "--model.generator.init_args.hidden=[32]", "--model.discriminator.init_args.hidden=[32]"]
     argv = [sys.executable, "-m", "gan_lightning", "sweep", *args]
     run_dir = root / "toy_ring" / "sweep-r" / "base-seed0"
     last = run_dir / "checkpoints" / "last.ckpt"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}")
     env.pop(sweep.ENV_VAR, None)
     first = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -643,7 +646,7 @@ def test_interrupted_sweep_resumes_its_unfinished_run_from_last_ckpt(tmp_path: P
     rows_before = [r for r in read_csv_rows(run_dir / "metrics.csv") if int(r["step"]) < step]
     assert rows_before
 
-    again = run_command(argv)
+    again = run_command(argv, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"resume {run_dir} from {last}" in again.stdout and "sweep r: 1 ok" in again.stdout
     [record] = json.loads((run_dir.parent / "sweep.json").read_text())["runs"]

@@ -125,3 +125,14 @@ class Notifier(__import__("lightning").pytorch.Callback):
 
     def __init__(self, api_key: str = "", channel: str = "gans") -> None:
         self.api_key, self.channel = api_key, channel
+
+
+class Pace(__import__("lightning").pytorch.Callback):
+    """Sleeps ``seconds`` after every training step: a short run that lasts long enough to be interrupted mid-way
+    on a machine of any speed."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        __import__("time").sleep(self.seconds)
