@@ -626,7 +626,10 @@ def test_interrupted_sweep_resumes_its_unfinished_run_from_last_ckpt(tmp_path: P
     last = run_dir / "checkpoints" / "last.ckpt"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}")
     env.pop(sweep.ENV_VAR, None)
-    first = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C as in a terminal: SIGINT at its default even where this test runs with it ignored (a background job
+    # of a shell without job control), which Python would otherwise keep ignoring in the sweep.
+    first = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not last.exists() and first.poll() is None and time.monotonic() < deadline:
