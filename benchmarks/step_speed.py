@@ -22,6 +22,10 @@ Variants:
 - ``lightning_floor``: the plain loop's iteration, unchanged, as the ``training_step`` of a LightningModule run by
   ``Trainer.fit`` with the same trainer settings: what Lightning's own loop, data fetching and hooks cost around
   any module.
+- ``lightning_public``: the same, with the hand-written step's backwards through ``manual_backward`` and both
+  optimizer steps through Lightning's strategy (D's uncounted), as gan_lightning's step must make them so that
+  precision plugins, strategies and callbacks' hooks apply: the floor for any step that goes through Lightning's
+  public manual-optimization API.
 - ``lightning_usual``: the pattern of Lightning's GAN example: ``toggle_optimizer``, G step first, then a D step
   that generates the fakes a second time; logs every step.
 - ``plain_again``: a second, independent copy of ``plain``, timed the same way: what "no difference" measures
@@ -59,6 +63,7 @@ from functools import partial
 from typing import Any, Callable, Iterator, Optional
 
 import lightning.pytorch as pl
+from lightning.pytorch.core.optimizer import LightningOptimizer
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -70,11 +75,11 @@ from gan_lightning.nets import DCGANDiscriminator, DCGANGenerator, MLPDiscrimina
 from gan_lightning.objectives.regularizers import R1, ClassLoss
 from gan_lightning.training.schedules import LinearDecay
 from gan_lightning.training.held_fixed import held_fixed, spectral_norm_frozen
-from gan_lightning.training.system import GAN
+from gan_lightning.training.system import GAN, step_uncounted
 
 from bench_common import median, rotations, table  # noqa: E402  (same folder)
 
-VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again")
+VARIANT_NAMES = ("plain", "gan_lightning", "lightning_floor", "lightning_public", "lightning_usual", "plain_again")
 # Per model: iterations per turn, untimed warm-up iterations, batch size, timed rounds, fresh instances.
 DEFAULTS = {"dcgan": (10, 50, 64, 100, 10), "toy": (10, 50, 100, 300, 20)}
 LOG_EVERY = 50  # the logging cadence of the Lightning variants (_trainer)
@@ -198,7 +203,8 @@ def image_iteration(g: nn.Module, d: nn.Module, x: Tensor, y: Tensor, opt_g: Any
         optimizer_step(opt_g, g_loss)
 
 
-def toy_iteration(g: nn.Module, d: nn.Module, x: Tensor, opt_g: Any, opt_d: Any, d_params: list[Tensor]) -> None:
+def toy_iteration(g: nn.Module, d: nn.Module, x: Tensor, opt_g: Any, opt_d: Any, d_params: list[Tensor],
+                  optimizer_step: Callable[[Any, Tensor], None] = plain_optimizer_step) -> None:
     """One iteration of the hand-written toy GAN, EMA and schedules aside: non-saturating loss, R1 on the real
     batch (a double backward), D's parameters frozen in the G step."""
     fake = g(torch.randn(len(x), TOY_LATENT))
@@ -208,11 +214,11 @@ def toy_iteration(g: nn.Module, d: nn.Module, x: Tensor, opt_g: Any, opt_d: Any,
     r1 = grad.flatten(1).pow(2).sum(1).mean()
     fake_scores = d(fake.detach())
     loss_d = F.softplus(-real_scores).mean() + F.softplus(fake_scores).mean() + 0.5 * TOY_R1_GAMMA * r1
-    plain_optimizer_step(opt_d, loss_d)
+    optimizer_step(opt_d, loss_d)
     for p in d_params:
         p.requires_grad_(False)
     loss_g = F.softplus(-d(fake)).mean()
-    plain_optimizer_step(opt_g, loss_g)
+    optimizer_step(opt_g, loss_g)
     for p in d_params:
         p.requires_grad_(True)
 
@@ -438,12 +444,18 @@ class LightningFloor(pl.LightningModule):
     """The hand-written iteration (``image_iteration`` or ``toy_iteration``, the EMA, the schedules) as the
     ``training_step`` of a LightningModule with manual optimization: Lightning's loop, data fetching and hooks
     around a step that adds nothing to the plain loop's (no logging; G's step through Lightning's optimizer wrapper
-    so that it counts). What any Lightning module pays per step; gan_lightning's own cost is what it adds."""
+    so that it counts). What any Lightning module pays per step; gan_lightning's own cost is what it adds.
 
-    def __init__(self, model: str, total_steps: int) -> None:
+    With ``public=True`` (``lightning_public``) the same iteration is written as Lightning's manual-optimization
+    guide has it and as gan_lightning's step must be: every backward through ``manual_backward`` and every optimizer
+    step through the strategy (D's with ``step_uncounted``, so that only G's counts, as in gan_lightning). That is
+    what letting precision plugins, strategies and callbacks' hooks apply costs around the hand-written step."""
+
+    def __init__(self, model: str, total_steps: int, public: bool = False) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.model = model
+        self.public = public
         make = nets if model == "dcgan" else toy_nets
         self.generator, self.discriminator = make()
         self.ema = ema_copy(self.generator, lambda: make()[0])
@@ -460,14 +472,28 @@ class LightningFloor(pl.LightningModule):
         self.d_params = list(self.discriminator.parameters())
         self.schedulers = [config.scheduler for config in self.trainer.lr_scheduler_configs]
 
+    def public_step(self, opt: LightningOptimizer, loss: Tensor) -> None:
+        """Lightning's manual optimization: ``manual_backward``, then the step through the strategy (G's counted)."""
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if opt.optimizer is self.opt_g:
+            opt.step()
+        else:
+            step_uncounted(self, opt)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        if self.public:
+            self.opt_g = opt_g.optimizer
+            step: Callable[[Any, Tensor], None] = self.public_step
+        else:
+            step, opt_d = plain_optimizer_step, opt_d.optimizer
         if self.model == "dcgan":
             x, y = batch
-            image_iteration(self.generator, self.discriminator, x, y, opt_g, opt_d.optimizer)
+            image_iteration(self.generator, self.discriminator, x, y, opt_g, opt_d, step)
             ema_update(self.ema, self.generator, DEFAULT_EMA)
         else:
-            toy_iteration(self.generator, self.discriminator, batch[0], opt_g, opt_d.optimizer, self.d_params)
+            toy_iteration(self.generator, self.discriminator, batch[0], opt_g, opt_d, self.d_params, step)
             ema_update(self.ema, self.generator, TOY_EMA)
             for scheduler in self.schedulers:
                 scheduler.step()
@@ -481,6 +507,14 @@ def run_lightning_floor_toy(iterations: int, batch: int, tick: Callable[[], None
     _trainer(iterations, _Ticks(tick)).fit(LightningFloor("toy", iterations), toy_data(batch))
 
 
+def run_lightning_public(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(iterations, _Ticks(tick)).fit(LightningFloor("dcgan", iterations, public=True), data(batch))
+
+
+def run_lightning_public_toy(iterations: int, batch: int, tick: Callable[[], None]) -> None:
+    _trainer(iterations, _Ticks(tick)).fit(LightningFloor("toy", iterations, public=True), toy_data(batch))
+
+
 # Both optimizer steps count as Lightning steps here: twice the steps for the same iterations (batches).
 def run_lightning_usual(iterations: int, batch: int, tick: Callable[[], None]) -> None:
     _trainer(2 * iterations, _Ticks(tick)).fit(UsualLightningGAN(), data(batch))
@@ -492,9 +526,11 @@ def run_lightning_usual_toy(iterations: int, batch: int, tick: Callable[[], None
 
 VARIANTS: dict[str, dict[str, Callable[[int, int, Callable[[], None]], None]]] = {
     "dcgan": {"plain": run_plain, "gan_lightning": run_gan_lightning, "lightning_floor": run_lightning_floor,
-              "lightning_usual": run_lightning_usual, "plain_again": run_plain},
+              "lightning_public": run_lightning_public, "lightning_usual": run_lightning_usual,
+              "plain_again": run_plain},
     "toy": {"plain": run_plain_toy, "gan_lightning": run_gan_lightning_toy, "lightning_floor": run_lightning_floor_toy,
-            "lightning_usual": run_lightning_usual_toy, "plain_again": run_plain_toy},
+            "lightning_public": run_lightning_public_toy, "lightning_usual": run_lightning_usual_toy,
+            "plain_again": run_plain_toy},
 }
 
 
@@ -709,8 +745,15 @@ def markdown(result: dict[str, Any], threads: int) -> str:
             f"afresh with {result['warmup']} warm-up iterations each, threads: {threads}")
     rows = [(r["variant"], f"{r['ms']:.2f}", f"{r['speed']:.3f}x",
              "—" if r["variant"] == "plain" else f"{r['overhead_ms']:+.2f}") for r in summary(result)]
-    return head + "\n\n" + table(["variant", "ms / step (median)", "speed vs plain (median ratio)",
+    text = head + "\n\n" + table(["variant", "ms / step (median)", "speed vs plain (median ratio)",
                                   "overhead vs plain (ms / step, median)"], rows)
+    times = result["times"]
+    if "gan_lightning" in times and "lightning_public" in times:
+        pairs = list(zip(times["lightning_public"], times["gan_lightning"]))
+        text += ("\n\ngan_lightning against `lightning_public` (the hand-written step through the same public API), "
+                 f"in the same figures: {median([p / v for p, v in pairs]):.3f}x, "
+                 f"{1000 * median([v - p for p, v in pairs]):+.2f} ms / step (medians)")
+    return text
 
 
 def main(argv: Optional[list[str]] = None) -> None:

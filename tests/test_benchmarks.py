@@ -7,30 +7,14 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = REPO / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
+from bench_helpers import REPO, table_rows  # and benchmarks/ on sys.path
 
 NUMBER = r"[-+]?\d[\d,]*\.?\d*"
-
-
-def _table_rows(text: str, header_start: str) -> list[list[str]]:
-    """The body rows of every markdown table whose header starts with ``header_start``."""
-    rows, lines = [], text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith(header_start):
-            for body in lines[i + 2:]:
-                if not body.startswith("|"):
-                    break
-                rows.append([c.strip() for c in body.strip().strip("|").split("|")])
-    return rows
 
 
 @pytest.mark.slow
@@ -59,46 +43,49 @@ def test_quick_report_has_every_section_with_numbers_and_plots(tmp_path, classif
     assert "# old" not in text and text.count(GPU_BEGIN) == 1 and "sentinel 1,234 img/s" in text
     assert text.count(METHODS_BEGIN) == text.count(METHODS_END) == 1 and "sentinel method note" in text
 
-    # Step speed: both models, five variants each, numeric times, ratios and overheads.
-    rows = _table_rows(text, "| variant |")
-    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_floor", "lightning_usual", "plain_again"] * 2
+    # Step speed: both models, six variants each, numeric times, ratios and overheads.
+    rows = table_rows(text, "| variant |")
+    assert [r[0] for r in rows] == ["plain", "gan_lightning", "lightning_floor", "lightning_public", "lightning_usual",
+                                    "plain_again"] * 2
     for variant, ms, speed, overhead in rows:
         assert float(ms) > 0
         assert re.fullmatch(r"\d+\.\d{3}x", speed)
         assert float(speed[:-1]) > 0
         assert overhead == "—" if variant == "plain" else re.fullmatch(NUMBER, overhead)
-    assert [r[2] for r in rows[::5]] == ["1.000x", "1.000x"]
+    assert [r[2] for r in rows[::6]] == ["1.000x", "1.000x"]
+    against_public = re.findall(r"gan_lightning against `lightning_public` .*: (\d+\.\d{3})x, ([-+]\d+\.\d\d) ms", text)
+    assert len(against_public) == 2 and all(float(ratio) > 0 for ratio, _ in against_public)
     assert "cgan_mnist5k networks" in text and "toy_ring networks" in text
     # Lightning's loop alone: fit of an empty step, the data loader alone, and their difference.
-    loop = _table_rows(text, "| what | ms per training step")
+    loop = table_rows(text, "| what | ms per training step")
     assert [r[0] for r in loop] == ["fit, empty step", "data loader alone", "Lightning's loop (difference, median over rounds)"]
     assert float(loop[0][1]) > 0 and float(loop[1][1]) > 0 and re.fullmatch(NUMBER, loop[2][1])
 
     # Start-up: import torch, --help, import the package, import Lightning, the default experiment's first step;
     # then the two checks against their targets.
-    rows = _table_rows(text, "| command |")
+    rows = table_rows(text, "| command |")
     assert len(rows) == 5 and all(float(r[2].split()[0]) > 0 for r in rows)
     assert ["import torch" in rows[0][0], "--help" in rows[1][0], "import gan_lightning" in rows[2][0],
             "import lightning.pytorch" in rows[3][0], "cgan_mnist5k.yaml --trainer.max_steps=1" in rows[4][0]] == [True] * 5
-    checks = _table_rows(text, "| check | measured | target | met |")
+    checks = table_rows(text, "| check | measured | target | met |")
     assert [r[0] for r in checks] == ["`--help` / `import torch`", "first training step - `import lightning.pytorch`"]
     assert all(r[3] in ("yes", "no") for r in checks)
 
     # Time to quality: one row per evaluation (every 20 of 40 toy steps, every 10 of 20 cgan steps).
-    toy = _table_rows(text, "| step | training s | modes_refined |")
-    cgan = _table_rows(text, "| step | training s | fid_mnist |")
+    toy = table_rows(text, "| step | training s | modes_refined |")
+    cgan = table_rows(text, "| step | training s | fid_mnist |")
     assert [r[0] for r in toy] == ["20", "40"] and [r[0] for r in cgan] == ["10", "20"]
     for step, seconds, *values in toy + cgan:
         assert float(seconds) > 0 and all(re.fullmatch(NUMBER + "%?", v) for v in values)
     assert all(0 <= float(r[2]) <= 25 and 0 <= float(r[3].rstrip("%")) <= 100 for r in toy)
-    share = _table_rows(text, "| experiment | callback |")
+    share = table_rows(text, "| experiment | callback |")
     assert [r[:3] for r in share] == [["toy_grid", "ToyMetrics", "20"], ["cgan_mnist5k", "ImageMetrics", "10"]]
     for row in share:
         assert row[3] == "3"  # two on the cadence (the last at the final step) and the final evaluation
         assert 0 < float(row[7].rstrip("%")) <= 100
 
     # Lazy regularization: a row per experiment and R1 interval, with its step time and the judged quality.
-    lazy = _table_rows(text, "| experiment | every | ms / step | speed vs every=1 |")
+    lazy = table_rows(text, "| experiment | every | ms / step | speed vs every=1 |")
     assert [(r[0], r[1]) for r in lazy] == [("toy", "1"), ("toy", "16"), ("default", "1"), ("default", "16")]
     for row in lazy:
         assert float(row[2]) > 0 and re.fullmatch(r"\d+\.\d{3}x", row[3]) and float(row[-1]) > 0
@@ -125,7 +112,7 @@ def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
 @pytest.mark.parametrize("model", ["toy", "dcgan"])
 def test_hand_written_loops_reach_the_weights_fit_reaches(model):
     """The step-speed reference loop does exactly gan_lightning's math: from the same seed, three steps give the
-    same G, D and EMA weights bit for bit."""
+    same G, D and EMA weights bit for bit, in fit and in the public-API floor."""
     import step_speed as S
     from gan_lightning.objectives.regularizers import R1
     from gan_lightning.training.system import GAN
@@ -156,6 +143,13 @@ def test_hand_written_loops_reach_the_weights_fit_reaches(model):
     assert _max_difference(g, fitted.generator) == 0.0
     assert _max_difference(d, fitted.discriminator) == 0.0
     assert _max_difference(ema, fitted.generator_ema) == 0.0
+    # The public-API floor (the hand-written step through manual_backward and the strategy) is the same math too.
+    floor = S.LightningFloor(model, 4, public=True)
+    torch.manual_seed(5)
+    S._trainer(steps, S._Clock(0)).fit(floor, S.toy_data(100) if model == "toy" else S.data(64))
+    assert _max_difference(g, floor.generator) == 0.0
+    assert _max_difference(d, floor.discriminator) == 0.0
+    assert _max_difference(ema, floor.ema) == 0.0
 
 
 def test_gpu_command_without_cuda_fails_with_one_line(monkeypatch, capsys, tmp_path):
@@ -190,7 +184,7 @@ def test_precision_throughput_cpu_path_fills_every_cell(capsys):
                                     "--precision", "fp32", "bf16-mixed", "16-mixed", "--steps", "2", "--warmup", "1",
                                     "--rounds", "1", "--width", "4", "--threads", "1"])
     assert rc == 0
-    rows = _table_rows(capsys.readouterr().out, "| network |")
+    rows = table_rows(capsys.readouterr().out, "| network |")
     assert [(r[0].split()[0], r[2]) for r in rows] == [(a, p) for a in ("conditional", "SNGAN")
                                                        for p in ("fp32", "bf16-mixed", "16-mixed")]
     for row in rows:

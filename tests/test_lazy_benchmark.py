@@ -4,31 +4,12 @@ the regularizer lists they claim. (Its ``--quick`` run end to end is part of ``m
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = REPO / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
+from bench_helpers import REPO, table  # and benchmarks/ on sys.path
 
 HEADER = "| experiment | every | ms / step | speed vs every=1 |"
-
-
-def _table(text: str) -> tuple[list[str], list[list[str]]]:
-    """The header cells and body rows of the section's table."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(HEADER))
-    header = [c.strip() for c in lines[start].strip().strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return header, rows
 
 
 def _fabricated() -> dict:
@@ -68,7 +49,7 @@ def test_markdown_of_fabricated_results():
     assert "StyleGAN2" in text and "toy 12,000 steps" in text and "default 4,000 steps" in text
     assert "at the same time, one per core" in text and "OMP_NUM_THREADS=1" in text
 
-    header, rows = _table(text)
+    header, rows = table(text, HEADER)
     assert header == ["experiment", "every", "ms / step", "speed vs every=1", "modes", "high_quality %",
                       "modes_refined", "high_quality_refined %", "fid_mnist", "accuracy", "intra_fid_mnist", "run wall s"]
     assert rows[0] == ["toy", "1", "11.00", "1.000x", "8", "99.12", "7", "97.50", "—", "—", "—", "150.2"]
@@ -91,7 +72,7 @@ def test_markdown_of_one_experiment_keeps_its_own_columns():
     results["runs"]["toy"] = {8: results["runs"]["toy"][16], 1: results["runs"]["toy"][1]}
     text = L.markdown(results)
     assert text.startswith("## Lazy regularization (R1 every 8 D steps)\n")
-    header, rows = _table(text)
+    header, rows = table(text, HEADER)
     assert "fid_mnist" not in header and "modes" in header
     assert [(r[0], r[1]) for r in rows] == [("toy", "1"), ("toy", "8")]
 
@@ -133,4 +114,4 @@ def test_inside_make_bench_the_section_has_no_title_or_machine_lines_of_its_own(
 
     text = L.markdown(_fabricated(), standalone=False)
     assert "## Lazy" not in text and "**CPU**" not in text and "**date**" not in text
-    assert text.startswith("R1 on every D step") and _table(text)[1]
+    assert text.startswith("R1 on every D step") and table(text, HEADER)[1]

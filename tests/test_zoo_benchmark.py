@@ -6,32 +6,15 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-BENCHMARKS = REPO / "benchmarks"
-if str(BENCHMARKS) not in sys.path:
-    sys.path.insert(0, str(BENCHMARKS))
+from bench_helpers import BENCHMARKS, REPO, table  # and benchmarks/ on sys.path
 
 import zoo  # noqa: E402
 
 HEADER = "| architecture | G / D |"
-
-
-def _table(text: str) -> tuple[list[str], list[list[str]]]:
-    """The header cells and body rows of the section's table."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(HEADER))
-    header = [c.strip() for c in lines[start].strip().strip("|").split("|")]
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return header, rows
 
 
 def _fabricated() -> dict:
@@ -66,7 +49,7 @@ def test_markdown_cells():
     assert "- **load average (1 min) at the end**: 1.25" in text
     assert "`OMP_NUM_THREADS=1`" in text and "--num 5000 --metrics [fid,accuracy]" in text
     assert "--quick" not in text
-    header, rows = _table(text)
+    header, rows = table(text, HEADER)
     assert header == list(zoo.HEADERS)
     assert rows[0] == ["dcgan (`cgan_mnist5k.yaml`)", zoo.ARCHS["dcgan"].what, "1,234,567", "89,012", "64 × 1", "4,800",
                        "240.5", f"{240.5 / 4800:.3f}", "from step 1,000", "3.46", "98.8%"]
@@ -136,5 +119,5 @@ def test_quick_run_end_to_end(tmp_path):
         assert run["grid_file"] == f"zoo_{run['arch']}.png" and (tmp_path / run["grid_file"]).is_file()
     text = out.read_text()
     assert text == proc.stdout
-    _, rows = _table(text)
+    _, rows = table(text, HEADER)
     assert [r[0].split()[0] for r in rows] == list(zoo.ARCHS)
