@@ -29,24 +29,12 @@ from gan_lightning.commands import fit as cli
 from gan_lightning.commands.parsing import one_line, user_error_in_chain
 from gan_lightning.runtime.console import quiet_console
 from gan_lightning.runtime.loggers import MetricsCSV
+from scrubbed_env import scrubbed_env
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = str(REPO / "experiments" / "toy_ring.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 WANDB = Path(sys.executable).with_name("wandb")
-
-
-def scrubbed_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """This environment without any W&B key or setting, HOME and every W&B folder under ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("WANDB_") and k not in ("GAN_LIGHTNING_SWEEP", "GAN_LIGHTNING_RUN_ID")}
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), NETRC=str(home / ".netrc"), WANDB_DIR=str(tmp_path / "wandb-dir"),
-               WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"),
-               WANDB_DATA_DIR=str(tmp_path / "wandb-data"), XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
-               GAN_LIGHTNING_CACHE=str(tmp_path / "gl-cache"), OMP_NUM_THREADS="1", **extra)
-    return env
 
 
 def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

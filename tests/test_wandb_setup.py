@@ -8,12 +8,13 @@ W&B folder under the test's temporary folder); a run that trains is the control:
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from scrubbed_env import scrubbed_env
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = str(REPO / "experiments" / "toy_ring.yaml")
@@ -21,14 +22,7 @@ QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=
 
 
 def fit(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("WANDB_") and k not in ("GAN_LIGHTNING_SWEEP", "GAN_LIGHTNING_RUN_ID")}
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
-    env.update(HOME=str(home), NETRC=str(home / ".netrc"), WANDB_DIR=str(tmp_path / "wandb-dir"),
-               WANDB_CACHE_DIR=str(tmp_path / "wandb-cache"), WANDB_CONFIG_DIR=str(tmp_path / "wandb-config"),
-               WANDB_DATA_DIR=str(tmp_path / "wandb-data"), XDG_CACHE_HOME=str(tmp_path / "xdg-cache"),
-               GAN_LIGHTNING_CACHE=str(tmp_path / "gl-cache"), OMP_NUM_THREADS="1")
+    env = scrubbed_env(tmp_path)
     return subprocess.run([sys.executable, "-m", "gan_lightning", "fit", "--config", TOY, "--wandb=offline",
                            f"--run_dir={tmp_path / 'run'}", *QUIET, *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
